@@ -1,0 +1,119 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Options(_message.Message):
+    __slots__ = ("max_candidates", "statement_timeout_ms", "timed_runs", "dead_zone", "no_cache")
+    MAX_CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    STATEMENT_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    TIMED_RUNS_FIELD_NUMBER: _ClassVar[int]
+    DEAD_ZONE_FIELD_NUMBER: _ClassVar[int]
+    NO_CACHE_FIELD_NUMBER: _ClassVar[int]
+    max_candidates: int
+    statement_timeout_ms: int
+    timed_runs: int
+    dead_zone: float
+    no_cache: bool
+    def __init__(self, max_candidates: _Optional[int] = ..., statement_timeout_ms: _Optional[int] = ..., timed_runs: _Optional[int] = ..., dead_zone: _Optional[float] = ..., no_cache: _Optional[bool] = ...) -> None: ...
+
+class Target(_message.Message):
+    __slots__ = ("database", "role")
+    DATABASE_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    database: str
+    role: str
+    def __init__(self, database: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...
+
+class Outcome(_message.Message):
+    __slots__ = ("status", "detail", "speedup", "original_ms", "candidate_ms", "equivalent", "evidence_json")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    SPEEDUP_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_MS_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_MS_FIELD_NUMBER: _ClassVar[int]
+    EQUIVALENT_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_JSON_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    detail: str
+    speedup: float
+    original_ms: float
+    candidate_ms: float
+    equivalent: bool
+    evidence_json: str
+    def __init__(self, status: _Optional[str] = ..., detail: _Optional[str] = ..., speedup: _Optional[float] = ..., original_ms: _Optional[float] = ..., candidate_ms: _Optional[float] = ..., equivalent: _Optional[bool] = ..., evidence_json: _Optional[str] = ...) -> None: ...
+
+class Candidate(_message.Message):
+    __slots__ = ("sql", "source", "outcome")
+    SQL_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    sql: str
+    source: str
+    outcome: Outcome
+    def __init__(self, sql: _Optional[str] = ..., source: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, _Mapping]] = ...) -> None: ...
+
+class RewriteRequest(_message.Message):
+    __slots__ = ("query", "target", "options")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    query: str
+    target: Target
+    options: Options
+    def __init__(self, query: _Optional[str] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., options: _Optional[_Union[Options, _Mapping]] = ...) -> None: ...
+
+class RewriteResponse(_message.Message):
+    __slots__ = ("status", "original_sql", "rewritten_sql", "message", "speedup", "original_ms", "rewrite_ms", "source", "candidates", "backend", "generation_ms", "verification_ms", "cached", "measured_at", "evidence_json")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_SQL_FIELD_NUMBER: _ClassVar[int]
+    REWRITTEN_SQL_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    SPEEDUP_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_MS_FIELD_NUMBER: _ClassVar[int]
+    REWRITE_MS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_MS_FIELD_NUMBER: _ClassVar[int]
+    VERIFICATION_MS_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
+    MEASURED_AT_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_JSON_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    original_sql: str
+    rewritten_sql: str
+    message: str
+    speedup: float
+    original_ms: float
+    rewrite_ms: float
+    source: str
+    candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
+    backend: str
+    generation_ms: float
+    verification_ms: float
+    cached: bool
+    measured_at: str
+    evidence_json: str
+    def __init__(self, status: _Optional[str] = ..., original_sql: _Optional[str] = ..., rewritten_sql: _Optional[str] = ..., message: _Optional[str] = ..., speedup: _Optional[float] = ..., original_ms: _Optional[float] = ..., rewrite_ms: _Optional[float] = ..., source: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., backend: _Optional[str] = ..., generation_ms: _Optional[float] = ..., verification_ms: _Optional[float] = ..., cached: _Optional[bool] = ..., measured_at: _Optional[str] = ..., evidence_json: _Optional[str] = ...) -> None: ...
+
+class VerifyRequest(_message.Message):
+    __slots__ = ("original", "candidate", "target", "options")
+    ORIGINAL_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    original: str
+    candidate: str
+    target: Target
+    options: Options
+    def __init__(self, original: _Optional[str] = ..., candidate: _Optional[str] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., options: _Optional[_Union[Options, _Mapping]] = ...) -> None: ...
+
+class VerifyResponse(_message.Message):
+    __slots__ = ("outcome",)
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    outcome: Outcome
+    def __init__(self, outcome: _Optional[_Union[Outcome, _Mapping]] = ...) -> None: ...
