@@ -1,0 +1,24 @@
+"""The verification core: decides whether a candidate is a valid, equivalent, faster rewrite.
+
+A leaf package: it imports nothing else from this repository, and no model, gRPC or torch code.
+The same code answers `laser_rewrite`, computes training rewards and scores benchmarks.
+"""
+from __future__ import annotations
+
+from sidecar.verify.guard import GuardError, guard
+from sidecar.verify.outcome import Outcome, OutcomeStatus
+from sidecar.verify.session import ReadOnlySession, SessionError
+from sidecar.verify.verifier import OriginalError, OriginalProfile, Verifier, VerifierConfig
+
+__all__ = [
+    "GuardError",
+    "guard",
+    "Outcome",
+    "OutcomeStatus",
+    "ReadOnlySession",
+    "SessionError",
+    "OriginalError",
+    "OriginalProfile",
+    "VerifierConfig",
+    "Verifier",
+]

@@ -1,0 +1,202 @@
+"""Equivalence on the live data: result multisets, order-aware where the original's ORDER BY fixes one.
+
+Pure functions over fetched rows (LASER Eq.2: rows hashed after a deterministic sort).
+"""
+from __future__ import annotations
+
+import datetime
+import decimal
+import hashlib
+import json
+import math
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pglast import ast
+
+FLOAT_DIGITS = 10
+
+
+@dataclass(frozen=True)
+class OrderSpec:
+    """What the original's top-level clauses promise about row order and row count.
+
+    `keys` are output-column positions of the ORDER BY (None when a key is not an output column).
+    """
+
+    ordered: bool = False
+    keys: tuple[int, ...] | None = ()
+    limited: bool = False
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The verdict of comparing two results."""
+
+    equal: bool
+    verifiable: bool = True
+    reason: str = ""
+    examples: dict[str, Any] = field(default_factory=dict)
+
+
+def order_spec(stmt: ast.SelectStmt, column_names: Sequence[str]) -> OrderSpec:
+    """Read ORDER BY / LIMIT / OFFSET of the top-level query.
+
+    >>> import pglast
+    >>> order_spec(pglast.parse_sql("SELECT a, b FROM t ORDER BY 2, a")[0].stmt, ["a", "b"])
+    OrderSpec(ordered=True, keys=(1, 0), limited=False)
+    >>> order_spec(pglast.parse_sql("SELECT a FROM t ORDER BY a + 1 LIMIT 3")[0].stmt, ["a"])
+    OrderSpec(ordered=True, keys=None, limited=True)
+    """
+    limited = stmt.limitCount is not None or stmt.limitOffset is not None
+    sort = stmt.sortClause or ()
+    if not sort:
+        return OrderSpec(ordered=False, keys=(), limited=limited)
+    names = [n.lower() for n in column_names]
+    keys: list[int] = []
+    for item in sort:
+        position = _output_position(item.node, names)
+        if position is None:
+            return OrderSpec(ordered=True, keys=None, limited=limited)
+        keys.append(position)
+    return OrderSpec(ordered=True, keys=tuple(keys), limited=limited)
+
+
+def _output_position(node: ast.Node, names: list[str]) -> int | None:
+    if isinstance(node, ast.A_Const) and isinstance(node.val, ast.Integer):
+        position = node.val.ival - 1
+        return position if 0 <= position < len(names) else None
+    if isinstance(node, ast.ColumnRef) and isinstance(node.fields[-1], ast.String):
+        name = node.fields[-1].sval.lower()
+        if names.count(name) == 1:
+            return names.index(name)
+    return None
+
+
+def canonical_value(value: Any, digits: int = FLOAT_DIGITS) -> Any:
+    """A hashable, comparable stand-in for one value; floats rounded to `digits` significant digits.
+
+    >>> canonical_value(0.1 + 0.2) == canonical_value(0.3)
+    True
+    >>> canonical_value(decimal.Decimal("1.50")) == canonical_value(decimal.Decimal("1.5"))
+    True
+    >>> canonical_value({"b": 1, "a": [1, 2]})
+    ('json', '{"a": [1, 2], "b": 1}')
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return ("float", repr(value))
+        return ("num", decimal.Decimal(f"{value:.{digits}g}").normalize())
+    if isinstance(value, decimal.Decimal):
+        if value.is_nan():
+            return ("float", "nan")
+        return ("num", value.normalize())
+    if isinstance(value, int):
+        return ("num", decimal.Decimal(value))
+    if isinstance(value, (dict, list)) and not isinstance(value, tuple):
+        return ("json", json.dumps(value, sort_keys=True, default=str))
+    if isinstance(value, (tuple,)):
+        return ("tuple", tuple(canonical_value(v, digits) for v in value))
+    if isinstance(value, (datetime.date, datetime.time, datetime.timedelta, uuid.UUID)):
+        return (type(value).__name__, value.isoformat() if hasattr(value, "isoformat") else str(value))
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return ("bytes", bytes(value).hex())
+    return (type(value).__name__, str(value))
+
+
+def canonical_row(row: Sequence[Any], digits: int = FLOAT_DIGITS) -> tuple[Any, ...]:
+    return tuple(canonical_value(v, digits) for v in row)
+
+
+def _sort_key(row: tuple[Any, ...]) -> str:
+    # NULLs and mixed types must sort deterministically; the repr of canonical values does that.
+    return repr(row)
+
+
+def result_hash(rows: Sequence[Sequence[Any]], digits: int = FLOAT_DIGITS) -> str:
+    """Order-independent hash of a result (sorted canonical rows), for evidence and rewards.
+
+    >>> result_hash([(1, "a"), (2, "b")]) == result_hash([(2, "b"), (1, "a")])
+    True
+    """
+    digest = hashlib.sha256()
+    for row in sorted((canonical_row(r, digits) for r in rows), key=_sort_key):
+        digest.update(_sort_key(row).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()[:16]
+
+
+def compare_results(
+    original: Sequence[Sequence[Any]],
+    candidate: Sequence[Sequence[Any]],
+    order: OrderSpec = OrderSpec(),
+    digits: int = FLOAT_DIGITS,
+) -> Comparison:
+    """Compare two results as multisets, and in order where the original's ORDER BY fixes one.
+
+    >>> compare_results([(1,), (2,), (2,)], [(2,), (1,), (2,)]).equal
+    True
+    >>> compare_results([(1,), (2,), (2,)], [(1,), (2,)]).reason
+    'row counts differ: 3 vs 2'
+    >>> compare_results([(1, "x"), (1, "y")], [(1, "y"), (1, "x")], OrderSpec(True, (0,))).equal
+    True
+    >>> compare_results([(1,), (2,)], [(2,), (1,)], OrderSpec(True, (0,))).reason
+    'rows come in a different order than the original ORDER BY fixes'
+    >>> compare_results([(1,)], [(1,)], OrderSpec(True, (0,), limited=True)).verifiable
+    False
+    """
+    if order.limited:
+        return Comparison(
+            equal=False,
+            verifiable=False,
+            reason="the original has LIMIT/OFFSET; which rows it returns is not proven unique",
+        )
+    left = [canonical_row(r, digits) for r in original]
+    right = [canonical_row(r, digits) for r in candidate]
+    if len(left) != len(right):
+        return Comparison(False, reason=f"row counts differ: {len(left)} vs {len(right)}",
+                          examples=_differences(left, right))
+    left_counts, right_counts = Counter(left), Counter(right)
+    if left_counts != right_counts:
+        return Comparison(False, reason="the results differ as multisets",
+                          examples=_differences(left, right))
+    if not order.ordered or left == right:
+        return Comparison(True)
+    if order.keys is None:
+        return Comparison(
+            False,
+            verifiable=False,
+            reason="rows come in another order and the ORDER BY keys are not output columns",
+        )
+    keys = order.keys
+    if [tuple(r[k] for k in keys) for r in left] != [tuple(r[k] for k in keys) for r in right]:
+        return Comparison(False, reason="rows come in a different order than the original ORDER BY fixes")
+    return Comparison(True, reason="equal; rows with tied ORDER BY keys are permuted")
+
+
+def _differences(left: list[tuple[Any, ...]], right: list[tuple[Any, ...]], limit: int = 3) -> dict[str, Any]:
+    only_left = Counter(left) - Counter(right)
+    only_right = Counter(right) - Counter(left)
+    return {
+        "only_in_original": [_printable(r) for r in list(only_left.elements())[:limit]],
+        "only_in_candidate": [_printable(r) for r in list(only_right.elements())[:limit]],
+    }
+
+
+def _printable(row: tuple[Any, ...]) -> list[Any]:
+    out: list[Any] = []
+    for value in row:
+        if value is None:
+            out.append(None)
+        elif value[0] == "num":
+            out.append(str(value[1]))
+        else:
+            out.append(value[1] if isinstance(value[1], (str, bool)) else str(value[1]))
+    return out

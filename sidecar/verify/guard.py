@@ -1,0 +1,137 @@
+"""Guard: admit exactly one read-only statement, refuse everything else with a specific reason.
+
+Parses with PostgreSQL's own grammar (pglast, in the sidecar process; never inside a backend).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pglast
+from pglast import ast
+
+MAX_QUERY_BYTES = 256 * 1024
+
+# Functions that write, signal, sleep, reach outside the database or change session state.
+# Matched on the last name part, lower-cased; prefixes end with "_" or "*".
+_FORBIDDEN_FUNCTIONS = frozenset(
+    {
+        "nextval", "setval", "currval", "lastval",
+        "pg_sleep", "pg_sleep_for", "pg_sleep_until",
+        "pg_terminate_backend", "pg_cancel_backend", "pg_reload_conf", "pg_rotate_logfile",
+        "pg_promote", "pg_switch_wal", "pg_create_restore_point", "pg_start_backup",
+        "pg_stop_backup", "pg_backup_start", "pg_backup_stop",
+        "pg_stat_reset", "pg_stat_reset_shared", "pg_stat_reset_single_table_counters",
+        "pg_stat_statements_reset",
+        "set_config", "pg_notify", "txid_current", "pg_current_xact_id",
+        "pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file",
+        "pg_file_write", "pg_file_unlink", "pg_file_rename",
+        "query_to_xml", "query_to_xml_and_xmlschema", "cursor_to_xml", "table_to_xml",
+        "pg_import_system_collations", "pg_replication_origin_create",
+        "pg_create_logical_replication_slot", "pg_create_physical_replication_slot",
+        "pg_drop_replication_slot", "pg_logical_emit_message",
+    }
+)
+_FORBIDDEN_PREFIXES = ("pg_advisory_", "pg_try_advisory_", "dblink", "lo_", "pg_logical_slot_")
+
+
+class GuardError(ValueError):
+    """The statement is not a single read-only query; the message says exactly why."""
+
+
+def guard(sql: str) -> ast.RawStmt:
+    """Return the parsed statement if `sql` is one read-only query, else raise GuardError.
+
+    >>> _ = guard("SELECT 1")
+    >>> guard("DELETE FROM orders")
+    Traceback (most recent call last):
+    ...
+    sidecar.verify.guard.GuardError: only read-only queries are accepted (SELECT, WITH ... SELECT, VALUES); got DELETE
+    >>> guard("SELECT 1; DROP TABLE users")
+    Traceback (most recent call last):
+    ...
+    sidecar.verify.guard.GuardError: exactly one statement is accepted; got 2
+    """
+    if sql is None:
+        raise GuardError("the query is NULL")
+    if len(sql.encode("utf-8")) > MAX_QUERY_BYTES:
+        raise GuardError(
+            f"the query is {len(sql.encode('utf-8'))} bytes; at most {MAX_QUERY_BYTES} are accepted"
+        )
+    if not sql.strip() or not _has_content(sql):
+        raise GuardError("the query is empty")
+    try:
+        statements = pglast.parse_sql(sql)
+    except pglast.parser.ParseError as exc:
+        raise GuardError(f"syntax error: {exc}") from None
+    if len(statements) != 1:
+        raise GuardError(f"exactly one statement is accepted; got {len(statements)}")
+    raw = statements[0]
+    top = raw.stmt
+    if not isinstance(top, ast.SelectStmt):
+        raise GuardError(
+            "only read-only queries are accepted (SELECT, WITH ... SELECT, VALUES); "
+            f"got {_statement_kind(top)}"
+        )
+    for node in _walk(top):
+        _check_node(node)
+    return raw
+
+
+def _has_content(sql: str) -> bool:
+    """False when the text is only comments and semicolons."""
+    try:
+        return bool(pglast.parse_sql(sql))
+    except pglast.parser.ParseError:
+        return True  # let the caller report the syntax error
+
+
+def _statement_kind(node: ast.Node) -> str:
+    name = type(node).__name__
+    kinds = {
+        "InsertStmt": "INSERT", "UpdateStmt": "UPDATE", "DeleteStmt": "DELETE",
+        "MergeStmt": "MERGE", "TransactionStmt": "transaction control",
+        "VariableSetStmt": "SET", "CopyStmt": "COPY", "ExplainStmt": "EXPLAIN",
+        "CallStmt": "CALL", "DoStmt": "DO", "LockStmt": "LOCK",
+        "CreateTableAsStmt": "CREATE TABLE AS", "PrepareStmt": "PREPARE",
+        "ExecuteStmt": "EXECUTE", "VacuumStmt": "VACUUM/ANALYZE",
+        "CreateStmt": "DDL (CREATE TABLE)", "DropStmt": "DDL (DROP)", "TruncateStmt": "DDL (TRUNCATE)",
+        "AlterTableStmt": "DDL (ALTER)", "IndexStmt": "DDL (CREATE INDEX)", "ViewStmt": "DDL (CREATE VIEW)",
+        "CreateFunctionStmt": "DDL (CREATE FUNCTION)", "GrantStmt": "GRANT/REVOKE", "GrantRoleStmt": "GRANT/REVOKE",
+    }
+    if name in kinds:
+        return kinds[name]
+    if name.startswith(("Create", "Alter", "Drop", "Grant", "Rename", "Comment", "Truncate")):
+        return f"DDL ({name.removesuffix('Stmt')})"
+    return name.removesuffix("Stmt")
+
+
+def _walk(node: Any) -> Iterator[ast.Node]:
+    """Every AST node below and including `node`."""
+    if isinstance(node, ast.Node):
+        yield node
+        for attr in node:
+            yield from _walk(getattr(node, attr))
+    elif isinstance(node, (tuple, list)):
+        for item in node:
+            yield from _walk(item)
+
+
+def _check_node(node: ast.Node) -> None:
+    if isinstance(node, (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt)):
+        raise GuardError(
+            f"data-modifying statements are not accepted, not even inside a WITH clause "
+            f"({_statement_kind(node)})"
+        )
+    if isinstance(node, ast.SelectStmt):
+        if node.intoClause is not None:
+            raise GuardError("SELECT ... INTO creates a table; only read-only queries are accepted")
+        if node.lockingClause:
+            raise GuardError(
+                "locking clauses (FOR UPDATE / FOR NO KEY UPDATE / FOR SHARE / FOR KEY SHARE) "
+                "are not accepted"
+            )
+    if isinstance(node, ast.FuncCall):
+        name = node.funcname[-1].sval.lower()
+        if name in _FORBIDDEN_FUNCTIONS or name.startswith(_FORBIDDEN_PREFIXES):
+            raise GuardError(f"function {name}() writes or has side effects; it is not accepted")

@@ -1,0 +1,201 @@
+"""The verifier's runner: the checks in order, cheap before expensive, ending in a typed Outcome."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pglast import ast
+
+from sidecar.verify import equivalence, plans, textdiff, timing
+from sidecar.verify.guard import GuardError, guard
+from sidecar.verify.outcome import Outcome, OutcomeStatus
+from sidecar.verify.session import PermissionRefused, ReadOnlySession, Run
+
+
+@dataclass(frozen=True)
+class VerifierConfig:
+    """How hard the verifier looks."""
+
+    statement_timeout_ms: int = 30_000
+    """Cap on every execution of either query."""
+    timed_runs: int = 3
+    """Timed runs per query after the warm-up, interleaved Q, R, Q, R, …"""
+    dead_zone: float = 0.10
+    """Speedups within 1 ± dead_zone are "no change" (SPA δ)."""
+    min_edit_distance: float = 0.01
+    """Below this normalized Levenshtein distance a rewrite is trivial (SPA)."""
+    candidate_timeout_factor: float = 4.0
+    """A candidate's timed runs are cut off at this multiple of the original's warm-up time."""
+
+    def __post_init__(self) -> None:
+        if self.statement_timeout_ms <= 0:
+            raise ValueError("statement_timeout_ms must be positive")
+        if not 1 <= self.timed_runs <= 50:
+            raise ValueError("timed_runs must be between 1 and 50")
+        if not 0.0 <= self.dead_zone < 1.0:
+            raise ValueError("dead_zone must be in [0, 1)")
+        if self.candidate_timeout_factor < 1.0:
+            raise ValueError("candidate_timeout_factor must be at least 1")
+
+
+class OriginalError(Exception):
+    """The original query itself does not run; `sqlstate` says why."""
+
+    def __init__(self, message: str, sqlstate: str = "") -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+@dataclass(frozen=True)
+class OriginalProfile:
+    """What the verifier learned about the original once, reused for every candidate."""
+
+    sql: str
+    statement: ast.SelectStmt
+    plan: dict[str, Any] | None
+    warmup: Run
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.warmup.columns]
+
+
+class Verifier:
+    """Verifies candidates against one original, over one read-only session."""
+
+    def __init__(self, session: ReadOnlySession, config: VerifierConfig = VerifierConfig()) -> None:
+        self.session = session
+        self.config = config
+
+    def prepare(self, original: str) -> OriginalProfile:
+        """Guard, EXPLAIN and run the original once (its warm-up).
+
+        Raises GuardError (refused), PermissionRefused (caller may not read it) or
+        OriginalError (it does not run).
+        """
+        raw = guard(original)
+        plan, explained = self.session.explain(original)
+        _raise_for_original(explained)
+        warmup = self.session.run(original)
+        _raise_for_original(warmup)
+        return OriginalProfile(sql=original, statement=raw.stmt, plan=plan, warmup=warmup)
+
+    def verify(self, original: OriginalProfile, candidate: str) -> Outcome:
+        """All checks for one candidate; never raises for a bad candidate."""
+        evidence: dict[str, Any] = {}
+        try:
+            guard(candidate)
+        except GuardError as exc:
+            return Outcome(OutcomeStatus.GUARD_REFUSED, str(exc))
+
+        plan, explained = self.session.explain(candidate)
+        if explained.error is not None:
+            return Outcome(OutcomeStatus.EXEC_ERROR, explained.error.message,
+                           evidence={"sqlstate": explained.error.sqlstate, "stage": "explain"})
+        evidence["plan_after"] = plans.render(plan)
+        evidence["plan_before"] = plans.render(original.plan)
+        evidence["plan_changed"] = plans.signature(plan) != plans.signature(original.plan)
+        evidence["cost_before"] = plans.total_cost(original.plan)
+        evidence["cost_after"] = plans.total_cost(plan)
+
+        if original.warmup.timed_out:
+            return Outcome(OutcomeStatus.UNVERIFIABLE, "the original timed out", evidence=evidence)
+        cap = self._candidate_cap(original)
+        run = self.session.run(candidate, timeout_ms=max(cap, self.config.statement_timeout_ms // 2))
+        if run.error is not None:
+            evidence.update(sqlstate=run.error.sqlstate, stage="execute")
+            return Outcome(OutcomeStatus.EXEC_ERROR, run.error.message, evidence=evidence)
+        if run.timed_out:
+            return Outcome(OutcomeStatus.UNVERIFIABLE, "the candidate timed out before its result "
+                           "could be compared", evidence=evidence)
+        if run.too_many_rows or original.warmup.too_many_rows:
+            return Outcome(OutcomeStatus.UNVERIFIABLE, "the result is too large to compare",
+                           evidence=evidence)
+
+        shape = _shape_difference(original.warmup, run)
+        if shape:
+            return Outcome(OutcomeStatus.SHAPE_MISMATCH, shape, evidence=evidence)
+
+        assert original.warmup.rows is not None and run.rows is not None
+        order = equivalence.order_spec(original.statement, original.column_names)
+        comparison = equivalence.compare_results(original.warmup.rows, run.rows, order)
+        evidence["equivalence"] = {
+            "method": "result multiset on live data" + (", order-aware" if order.ordered else ""),
+            "rows": len(original.warmup.rows),
+            "original_hash": equivalence.result_hash(original.warmup.rows),
+            "candidate_hash": equivalence.result_hash(run.rows),
+            "note": comparison.reason,
+        }
+        if not comparison.verifiable:
+            return Outcome(OutcomeStatus.UNVERIFIABLE, comparison.reason, evidence=evidence)
+        if not comparison.equal:
+            evidence["equivalence"]["examples"] = comparison.examples
+            return Outcome(OutcomeStatus.NOT_EQUIVALENT, comparison.reason, evidence=evidence)
+
+        distance = textdiff.normalized_edit_distance(original.sql, candidate, self.config.min_edit_distance)
+        evidence["edit_distance"] = round(distance, 4)
+        if distance < self.config.min_edit_distance:
+            return Outcome(OutcomeStatus.TRIVIAL, "near-identical text", evidence=evidence)
+        if not evidence["plan_changed"]:
+            return Outcome(OutcomeStatus.TRIVIAL, "the plan is unchanged", evidence=evidence)
+
+        return self._measure(original, candidate, cap, evidence)
+
+    def _candidate_cap(self, original: OriginalProfile) -> int:
+        cap = original.warmup.elapsed_ms * self.config.candidate_timeout_factor
+        return int(min(self.config.statement_timeout_ms, max(1_000.0, cap)))
+
+    def _measure(self, original: OriginalProfile, candidate: str, cap: int,
+                 evidence: dict[str, Any]) -> Outcome:
+        original_ms: list[float] = []
+        candidate_ms: list[float] = []
+        candidate_timeouts = 0
+        for _ in range(self.config.timed_runs):
+            q = self.session.run(original.sql, fetch=True)
+            r = self.session.run(candidate, timeout_ms=cap, fetch=True)
+            if q.error is not None or q.timed_out:
+                return Outcome(OutcomeStatus.UNVERIFIABLE, "the original failed or timed out while timed",
+                               evidence=evidence)
+            if r.error is not None:
+                return Outcome(OutcomeStatus.EXEC_ERROR, r.error.message, evidence=evidence)
+            original_ms.append(q.elapsed_ms)
+            candidate_ms.append(float(cap) if r.timed_out else r.elapsed_ms)
+            candidate_timeouts += int(r.timed_out)
+        t_q, t_r = timing.median_ms(original_ms), timing.median_ms(candidate_ms)
+        ratio = timing.speedup(t_q, t_r)
+        evidence["latencies_ms"] = {
+            "original": [round(x, 3) for x in original_ms],
+            "candidate": [round(x, 3) for x in candidate_ms],
+            "original_spread": round(timing.spread_ms(original_ms), 3),
+            "candidate_spread": round(timing.spread_ms(candidate_ms), 3),
+            "warmup_original": round(original.warmup.elapsed_ms, 3),
+            "candidate_timeouts": candidate_timeouts,
+            "candidate_cap_ms": cap,
+        }
+        verdict = timing.classify(ratio, self.config.dead_zone)
+        status = {"faster": OutcomeStatus.FASTER, "slower": OutcomeStatus.SLOWER,
+                  "no_change": OutcomeStatus.NO_CHANGE}[verdict]
+        detail = f"{ratio:.2f}x ({t_q:.1f} ms -> {t_r:.1f} ms, median of {len(original_ms)})"
+        if candidate_timeouts:
+            detail += f"; the candidate hit its {cap} ms cap {candidate_timeouts} time(s)"
+        return Outcome(status, detail, speedup=ratio, original_ms=t_q, candidate_ms=t_r, evidence=evidence)
+
+
+def _raise_for_original(run: Run) -> None:
+    if run.error is None:
+        return
+    if run.error.kind == "InsufficientPrivilege":
+        raise PermissionRefused(run.error.message)
+    raise OriginalError(f"the query does not run: {run.error.message}", run.error.sqlstate)
+
+
+def _shape_difference(original: Run, candidate: Run) -> str:
+    a, b = original.columns, candidate.columns
+    if len(a) != len(b):
+        return f"the candidate returns {len(b)} columns; the original returns {len(a)}"
+    for i, (x, y) in enumerate(zip(a, b), start=1):
+        if x.name != y.name:
+            return f"column {i} is named {y.name!r}; the original names it {x.name!r}"
+        if x.type_oid != y.type_oid:
+            return f"column {i} ({x.name}) has type oid {y.type_oid}; the original has {x.type_oid}"
+    return ""
