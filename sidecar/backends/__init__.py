@@ -1,0 +1,1 @@
+"""Candidate generators behind one interface: rules (no model), transformers, vllm."""

@@ -1,0 +1,34 @@
+"""The zero-GPU backend: candidates from the targeted rewrite rules in ``sidecar.rules``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sidecar.backends.base import Completion, Prompt
+from sidecar.rules.runner import rewrite_candidates
+
+
+class RulesBackend:
+    """Deterministic candidates; ``temperature`` and ``max_tokens`` do not apply.
+
+    >>> from sidecar.catalog import Catalog
+    >>> RulesBackend().generate([Prompt("SELECT 1", Catalog())], n=4)
+    [[]]
+    """
+
+    name = "rules"
+
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        n: int,
+        temperature: float = 0.0,
+        max_tokens: int = 1024,
+    ) -> list[list[Completion]]:
+        return [
+            [
+                Completion(text=candidate.sql, source="rules:" + "+".join(candidate.rules))
+                for candidate in rewrite_candidates(prompt.query, prompt.catalog)[: max(n, 0)]
+            ]
+            for prompt in prompts
+        ]
