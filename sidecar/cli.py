@@ -1,0 +1,198 @@
+"""The `laser` command: local database, sidecar, demo, and rewrite/verify for any database."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import grpc
+import psycopg
+
+from laser_proto import laser_pb2, laser_pb2_grpc
+from sidecar import daemon, demo, server
+from sidecar.localdb import DEFAULT_SIDECAR_ADDRESS as DEFAULT_SIDECAR, ClusterError, LocalCluster, project_root
+
+PYLIB_ROOT = Path("/usr/local/lib/laser")
+
+
+def _sidecar_address(args: argparse.Namespace) -> str:
+    return args.sidecar or os.environ.get("LASER_SIDECAR_ADDRESS") or DEFAULT_SIDECAR
+
+
+def _pylib(cluster: LocalCluster) -> Path:
+    """Versioned directory of the in-database package, readable by the server's OS user."""
+    root = PYLIB_ROOT if os.geteuid() == 0 else cluster.state_dir / "pylib"
+    return root / "0.1.0"
+
+
+def install_extension(cluster: LocalCluster) -> None:
+    build = project_root() / "pg_extension" / "build.py"
+    done = subprocess.run(
+        [sys.executable, str(build), "install", "--pylib", str(_pylib(cluster)),
+         "--pg-config", str(cluster.bin_dir / "pg_config")],
+        capture_output=True, text=True,
+    )
+    if done.returncode != 0:
+        hint = "" if os.geteuid() == 0 else " (installing extension files needs write access to PostgreSQL's share directory: run as root)"
+        raise ClusterError(f"installing the extension failed{hint}:\n{done.stdout}{done.stderr}")
+
+
+def db_up(cluster: LocalCluster) -> None:
+    cluster.start()
+    cluster.wait_ready()
+    install_extension(cluster)
+    cluster.ensure_sidecar_role()
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    cluster = LocalCluster.default()
+    if args.action == "up":
+        db_up(cluster)
+        print(f"PostgreSQL 15 running: {cluster.dsn()}  (data: {cluster.data_dir})")
+    elif args.action == "down":
+        if daemon.stop_background(cluster.state_dir):
+            print("sidecar stopped")
+        cluster.stop()
+        print("PostgreSQL stopped")
+    else:
+        state = "running" if cluster.running() else ("stopped" if cluster.initialized else "not created")
+        print(f"PostgreSQL: {state}  {cluster.dsn()}")
+        print(f"sidecar {cluster.sidecar_address}: {daemon.health_status(cluster.sidecar_address)}")
+    return 0
+
+
+def cmd_sidecar(args: argparse.Namespace) -> int:
+    cluster = LocalCluster.default()
+    if not args.dsn and not os.environ.get("LASER_SIDECAR_DSN"):
+        args.dsn = cluster.sidecar_dsn()
+    if not args.listen and not os.environ.get("LASER_SIDECAR_LISTEN"):
+        args.listen = cluster.sidecar_address
+    return server.run(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    cluster = LocalCluster.default()
+    log = sys.stderr if args.json else sys.stdout
+    print("starting the local PostgreSQL cluster and installing the extension ...", file=log, flush=True)
+    db_up(cluster)
+    demo.ensure_demo_database(cluster)
+    daemon.start_background(cluster.state_dir, cluster.sidecar_address, cluster.sidecar_dsn())
+    print(f"sidecar serving on {cluster.sidecar_address} (log: {cluster.state_dir / 'sidecar.log'})", file=log, flush=True)
+    stdout = sys.stdout
+    sys.stdout = log  # progress lines go with the log, the table or JSON to stdout
+    try:
+        rows = demo.run_demo(cluster)
+    finally:
+        sys.stdout = stdout
+    if args.json:
+        print(demo.as_json(rows))
+    else:
+        print()
+        print(demo.format_table(rows))
+        print()
+        print(f"Try it yourself:  psql \"{cluster.dsn(demo.DEMO_DB, demo.DEMO_ROLE)}\"")
+        print("  then: SELECT laser_rewrite('...');  SELECT laser_rewrite_evidence('...');")
+    return 0 if all(r["verified"] for r in rows) else 1
+
+
+def _target(dsn: str) -> laser_pb2.Target:
+    """Who and where: established by logging in with the DSN, not by trusting its text."""
+    with psycopg.connect(dsn, connect_timeout=10) as conn:
+        row = conn.execute("SELECT current_user::text, current_database()::text").fetchone()
+    assert row is not None
+    return laser_pb2.Target(role=row[0], database=row[1])
+
+
+def _read(path: str) -> str:
+    return sys.stdin.read() if path == "-" else Path(path).read_text()
+
+
+def _call(address: str, method: str, request: Any, timeout_s: float) -> Any:
+    with grpc.insecure_channel(address) as channel:
+        stub = laser_pb2_grpc.LaserStub(channel)
+        return getattr(stub, method)(request, timeout=timeout_s)
+
+
+def cmd_rewrite(args: argparse.Namespace) -> int:
+    request = laser_pb2.RewriteRequest(
+        query=_read(args.file), target=_target(args.dsn),
+        options=laser_pb2.Options(max_candidates=args.max_candidates or 0, no_cache=args.no_cache),
+    )
+    reply = _call(_sidecar_address(args), "Rewrite", request, args.timeout_ms / 1000.0)
+    evidence = json.loads(reply.evidence_json)
+    if args.json:
+        print(json.dumps(evidence, indent=2))
+        return 0
+    print(f"status: {reply.status}  speedup: {reply.speedup:.2f}x  "
+          f"original: {reply.original_ms:.1f} ms  rewrite: {reply.rewrite_ms:.1f} ms")
+    print(f"{reply.message}")
+    print()
+    print(reply.rewritten_sql)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    request = laser_pb2.VerifyRequest(original=_read(args.original), candidate=_read(args.candidate),
+                                      target=_target(args.dsn))
+    reply = _call(_sidecar_address(args), "Verify", request, args.timeout_ms / 1000.0)
+    outcome = json.loads(reply.outcome.evidence_json)
+    if args.json:
+        print(json.dumps(outcome, indent=2))
+    else:
+        print(f"{outcome['status']}: {outcome['detail']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="laser", description="LASER for PostgreSQL: verified SQL rewrites.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="the local PostgreSQL 15 cluster (the embedded default)")
+    db.add_argument("action", choices=["up", "down", "status"])
+    db.set_defaults(func=cmd_db)
+
+    side = sub.add_parser("sidecar", help="run the rewrite sidecar (gRPC) in the foreground")
+    server.add_arguments(side)
+    side.set_defaults(func=cmd_sidecar)
+
+    dm = sub.add_parser("demo", help="create the demo database and rewrite its slow queries via laser_rewrite")
+    dm.add_argument("--json", action="store_true", help="print the results as JSON")
+    dm.set_defaults(func=cmd_demo)
+
+    for name, helptext in (("rewrite", "ask the sidecar for the best verified rewrite of a query"),
+                           ("verify", "verify a candidate rewrite against an original query")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--dsn", required=True, help="libpq conninfo: the database, and the role to verify as")
+        if name == "rewrite":
+            p.add_argument("--file", required=True, help="file with the query ('-' for stdin)")
+            p.add_argument("--max-candidates", type=int)
+            p.add_argument("--no-cache", action="store_true", help="measure again even if recently answered")
+            p.set_defaults(func=cmd_rewrite)
+        else:
+            p.add_argument("--original", required=True, help="file with the original query")
+            p.add_argument("--candidate", required=True, help="file with the candidate rewrite")
+            p.set_defaults(func=cmd_verify)
+        p.add_argument("--json", action="store_true", help="print the full evidence as JSON")
+        p.add_argument("--sidecar", help=f"sidecar address (default $LASER_SIDECAR_ADDRESS or {DEFAULT_SIDECAR})")
+        p.add_argument("--timeout-ms", type=int, default=300_000)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ClusterError, RuntimeError, OSError, psycopg.Error) as exc:
+        print(f"laser: {exc}", file=sys.stderr)
+        return 1
+    except grpc.RpcError as exc:
+        print(f"laser: the sidecar answered {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

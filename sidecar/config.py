@@ -1,0 +1,78 @@
+"""Sidecar configuration: one dataclass, validated on creation; the only code that reads the environment."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+ENV_PREFIX = "LASER_SIDECAR_"
+
+
+@dataclass(frozen=True)
+class SidecarConfig:
+    """How the sidecar listens, reaches the database, and verifies."""
+
+    listen: str = "127.0.0.1:50551"
+    """gRPC address to serve on (host:port, or unix:/path)."""
+    dsn: str = "host=/var/run/postgresql port=5432 user=laser_sidecar"
+    """libpq conninfo of the sidecar's own read-only role, without dbname: the request names the database."""
+    backend: str = "rules"
+    """Candidate generator: "rules" (no model)."""
+    max_candidates: int = 4
+    """Candidates verified per request."""
+    statement_timeout_ms: int = 30_000
+    """Cap on each execution of either query while verifying."""
+    timed_runs: int = 3
+    """Timed runs per query after the warm-up."""
+    dead_zone: float = 0.10
+    """Speedups within 1 ± dead_zone are "no change"."""
+    max_concurrent: int = 1
+    """Requests verified at the same time; more make timings interfere on small machines."""
+    cache_ttl_s: float = 600.0
+    """How long a Rewrite answer is reused for the same database, role, query and options."""
+    grace_s: float = 5.0
+    """On shutdown, how long in-flight requests may finish."""
+
+    def __post_init__(self) -> None:
+        if not self.listen:
+            raise ValueError("listen must be an address such as 127.0.0.1:50551")
+        try:
+            named = conninfo_to_dict(self.dsn)
+        except psycopg.ProgrammingError as exc:
+            raise ValueError(f"dsn is not a valid libpq conninfo: {exc}") from None
+        if "dbname" in named:
+            raise ValueError("dsn must not name a database (dbname=...): each request names its own")
+        if self.backend not in ("rules",):
+            raise ValueError(f"unknown backend {self.backend!r}; available: rules")
+        for name in ("max_candidates", "statement_timeout_ms", "timed_runs", "max_concurrent"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if not 0.0 <= self.dead_zone < 1.0:
+            raise ValueError("dead_zone must be in [0, 1)")
+        if self.cache_ttl_s < 0 or self.grace_s < 0:
+            raise ValueError("cache_ttl_s and grace_s must not be negative")
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> SidecarConfig:
+        """Defaults, then LASER_SIDECAR_<FIELD> variables, then explicit (non-None) overrides."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = os.environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _coerce(f.type, raw, f.name)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def _coerce(type_name: Any, raw: str, name: str) -> Any:
+    try:
+        if type_name in ("int", int):
+            return int(raw)
+        if type_name in ("float", float):
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a {type_name}") from None
+    return raw

@@ -1,0 +1,210 @@
+"""The embedded default: a local PostgreSQL 15 cluster the project creates, starts and stops itself.
+
+As root, the server runs as the `postgres` OS user (PostgreSQL refuses root) and owns its data
+and socket directories. It listens on a Unix socket only, in a directory only that user (and
+root) can enter.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PG_BIN = Path(os.environ.get("LASER_PG_BIN", "/usr/lib/postgresql/15/bin"))
+DEFAULT_PORT = 54329
+DEFAULT_SIDECAR_ADDRESS = "127.0.0.1:50551"
+SIDECAR_ROLE = "laser_sidecar"
+_SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; ".s.PGSQL.NNNNN" must fit
+
+
+def project_root() -> Path:
+    """The checkout this code runs from (the directory holding pyproject.toml)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _server_user() -> str:
+    return "postgres" if _is_root() else pwd.getpwuid(os.geteuid()).pw_name
+
+
+def _can_server_user_enter(path: Path) -> bool:
+    if not _is_root():
+        return True
+    probe = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(path)], capture_output=True)
+    return probe.returncode == 0
+
+
+def default_state_dir() -> Path:
+    """<project>/.laser, or a directory under /var/lib/laser when the server user cannot reach it."""
+    configured = os.environ.get("LASER_STATE_DIR")
+    if configured:
+        return Path(configured).resolve()
+    root = project_root()
+    if _can_server_user_enter(root):
+        return root / ".laser"
+    # e.g. a checkout under /root (mode 0700): the postgres user could not enter it.
+    digest = hashlib.sha256(str(root).encode()).hexdigest()[:10]
+    return Path("/var/lib/laser") / f"cluster-{digest}"
+
+
+class ClusterError(RuntimeError):
+    """The local cluster could not be created, started or reached; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class LocalCluster:
+    """A PostgreSQL cluster under `state_dir`: pgdata/, run/ (socket), postgres.log."""
+
+    state_dir: Path
+    port: int = DEFAULT_PORT
+    bin_dir: Path = PG_BIN
+    sidecar_address: str = DEFAULT_SIDECAR_ADDRESS
+    """Written into the cluster's configuration as laser.sidecar_address."""
+
+    @classmethod
+    def default(cls) -> LocalCluster:
+        """The embedded default; LASER_STATE_DIR, LASER_PG_PORT, LASER_SIDECAR_ADDRESS override it."""
+        port = int(os.environ.get("LASER_PG_PORT", DEFAULT_PORT))
+        address = os.environ.get("LASER_SIDECAR_ADDRESS", DEFAULT_SIDECAR_ADDRESS)
+        return cls(default_state_dir(), port, sidecar_address=address)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.state_dir / "pgdata"
+
+    @property
+    def socket_dir(self) -> Path:
+        preferred = self.state_dir / "run"
+        if len(str(preferred)) <= _SOCKET_PATH_MAX - 20:
+            return preferred
+        digest = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:10]
+        return Path("/tmp") / f"laser-{digest}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / "postgres.log"
+
+    def dsn(self, dbname: str = "postgres", user: str | None = None) -> str:
+        user = user or ("postgres" if _is_root() else _server_user())
+        return f"host={self.socket_dir} port={self.port} dbname={dbname} user={user}"
+
+    def sidecar_dsn(self) -> str:
+        """Conninfo for the sidecar's own role, without a database name."""
+        return f"host={self.socket_dir} port={self.port} user={SIDECAR_ROLE}"
+
+    # -- running commands as the server's OS user -------------------------------------------
+    def _as_server(self, args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        command = (["runuser", "-u", "postgres", "--"] if _is_root() else []) + args
+        return subprocess.run(command, text=True, capture_output=True, **kwargs)  # type: ignore[call-overload]
+
+    def _own(self, path: Path, mode: int) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        if _is_root():
+            shutil.chown(path, "postgres", "postgres")
+        path.chmod(mode)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @property
+    def initialized(self) -> bool:
+        return (self.data_dir / "PG_VERSION").exists()
+
+    def running(self) -> bool:
+        if not self.initialized:
+            return False
+        return self._as_server([str(self.bin_dir / "pg_ctl"), "status", "-D", str(self.data_dir)]).returncode == 0
+
+    def init(self) -> None:
+        if self.initialized:
+            return
+        if not (self.bin_dir / "initdb").exists():
+            raise ClusterError(f"PostgreSQL 15 server binaries not found in {self.bin_dir}; "
+                               "install them with: apt-get install postgresql-15")
+        self._own(self.state_dir, 0o755)
+        self._own(self.data_dir, 0o700)
+        done = self._as_server([
+            str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres" if _is_root() else _server_user(),
+            "--auth-local=trust", "--auth-host=reject", "--encoding=UTF8", "--locale=C.UTF-8",
+        ])
+        if done.returncode != 0:
+            raise ClusterError(f"initdb failed:\n{done.stdout}\n{done.stderr}")
+        conf = self.data_dir / "postgresql.conf"
+        with conf.open("a") as handle:
+            handle.write(
+                "\n# --- LASER embedded cluster ---\n"
+                "listen_addresses = ''\n"
+                f"port = {self.port}\n"
+                f"unix_socket_directories = '{self.socket_dir}'\n"
+                "shared_preload_libraries = 'pg_stat_statements'\n"
+                "pg_stat_statements.track = all\n"
+                "shared_buffers = 512MB\n"
+                "max_connections = 60\n"
+                f"laser.sidecar_address = '{self.sidecar_address}'\n"
+                "laser.timeout_ms = 300000\n"
+            )
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        self.init()
+        if self.running():
+            return
+        self._own(self.socket_dir, 0o700)
+        if _is_root() and not self.log_file.exists():
+            self.log_file.touch()
+            shutil.chown(self.log_file, "postgres", "postgres")
+        done = self._as_server([
+            str(self.bin_dir / "pg_ctl"), "start", "-D", str(self.data_dir), "-l", str(self.log_file),
+            "-w", "-t", str(int(timeout_s)),
+        ])
+        if done.returncode != 0:
+            tail = self.log_file.read_text()[-2000:] if self.log_file.exists() else ""
+            raise ClusterError(f"the cluster did not start:\n{done.stdout}\n{done.stderr}\n{tail}")
+
+    def stop(self) -> None:
+        if self.running():
+            done = self._as_server([str(self.bin_dir / "pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "fast", "-w"])
+            if done.returncode != 0:
+                raise ClusterError(f"pg_ctl stop failed: {done.stderr}")
+
+    def psql(self, *args: str, dbname: str = "postgres", user: str | None = None,
+             check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run psql against this cluster (as the server user when root)."""
+        command = [str(self.bin_dir / "psql"), "-X", "-v", "ON_ERROR_STOP=1", "-q", self.dsn(dbname, user), *args]
+        done = self._as_server(command, input=stdin)
+        if check and done.returncode != 0:
+            raise ClusterError(f"psql {' '.join(args)} failed:\n{done.stderr}")
+        return done
+
+    def wait_ready(self, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._as_server([str(self.bin_dir / "pg_isready"), "-h", str(self.socket_dir),
+                                "-p", str(self.port)]).returncode == 0:
+                return
+            time.sleep(0.2)
+        raise ClusterError("the cluster is not accepting connections")
+
+    def ensure_sidecar_role(self) -> None:
+        """The sidecar's own login role: read-only by default, bounded statements.
+
+        Each caller role must be granted to it (GRANT caller TO laser_sidecar) so that it can
+        verify with the caller's privileges; superuser callers need no grant.
+        """
+        self.psql("-c", f"""
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{SIDECAR_ROLE}') THEN
+    CREATE ROLE {SIDECAR_ROLE} LOGIN;
+  END IF;
+END $$;
+-- Reads as superuser callers would (they see every row); ordinary callers are assumed with SET ROLE.
+ALTER ROLE {SIDECAR_ROLE} LOGIN INHERIT BYPASSRLS;
+GRANT pg_read_all_data TO {SIDECAR_ROLE};
+ALTER ROLE {SIDECAR_ROLE} SET default_transaction_read_only = on;
+ALTER ROLE {SIDECAR_ROLE} SET statement_timeout = '300s';
+""")

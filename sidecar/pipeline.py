@@ -1,0 +1,203 @@
+"""The rewrite pipeline: candidates from a backend, each verified, the fastest equivalent one chosen."""
+from __future__ import annotations
+
+import datetime
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from psycopg.conninfo import make_conninfo
+
+from sidecar.backends.base import Backend, Prompt
+from sidecar.catalog import load_catalog, referenced_tables
+from sidecar.config import SidecarConfig
+from sidecar.verify import Outcome, OutcomeStatus, ReadOnlySession, Verifier, VerifierConfig, guard
+
+
+@dataclass(frozen=True)
+class RequestOptions:
+    """Per-request overrides of the sidecar's defaults (None = default)."""
+
+    max_candidates: int | None = None
+    statement_timeout_ms: int | None = None
+    timed_runs: int | None = None
+    dead_zone: float | None = None
+    no_cache: bool = False
+
+
+@dataclass(frozen=True)
+class Attempt:
+    sql: str
+    source: str
+    outcome: Outcome
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "sql": self.sql, **self.outcome.to_json()}
+
+
+@dataclass
+class RewriteResult:
+    """The answer to one Rewrite request."""
+
+    status: str  # "improved" | "no_verified_improvement"
+    original_sql: str
+    rewritten_sql: str
+    message: str
+    backend: str
+    speedup: float = 1.0
+    original_ms: float = 0.0
+    rewrite_ms: float = 0.0
+    source: str = ""
+    attempts: list[Attempt] = field(default_factory=list)
+    generation_ms: float = 0.0
+    verification_ms: float = 0.0
+    measured_at: str = ""
+    cached: bool = False
+    verified_as: str = ""
+
+    def evidence(self) -> dict[str, Any]:
+        """Everything behind the answer, as one JSON-ready document."""
+        best = next((a for a in self.attempts if a.sql == self.rewritten_sql and a.source == self.source), None)
+        best_evidence = best.outcome.evidence if best else {}
+        return {
+            "status": self.status,
+            "message": self.message,
+            "original_sql": self.original_sql,
+            "rewritten_sql": self.rewritten_sql,
+            "verified": self.status == "improved",
+            "speedup": round(self.speedup, 4),
+            "original_ms": round(self.original_ms, 3),
+            "rewrite_ms": round(self.rewrite_ms, 3),
+            "source": self.source,
+            "backend": self.backend,
+            "latencies_ms": best_evidence.get("latencies_ms"),
+            "equivalence": best_evidence.get("equivalence"),
+            "plan": {
+                "before": best_evidence.get("plan_before"),
+                "after": best_evidence.get("plan_after"),
+                "changed": best_evidence.get("plan_changed"),
+                "cost_before": best_evidence.get("cost_before"),
+                "cost_after": best_evidence.get("cost_after"),
+            } if best else None,
+            "attempts": [a.to_json() for a in self.attempts],
+            "generation_ms": round(self.generation_ms, 3),
+            "verification_ms": round(self.verification_ms, 3),
+            "verified_as": self.verified_as,
+            "measured_at": self.measured_at,
+            "cached": self.cached,
+        }
+
+
+class RewritePipeline:
+    """Owns the backend and the answer cache; opens one read-only session per request."""
+
+    def __init__(self, config: SidecarConfig, backend: Backend) -> None:
+        self.config = config
+        self.backend = backend
+        self._cache: dict[tuple[Any, ...], tuple[float, RewriteResult]] = {}
+        self._lock = threading.Lock()
+
+    def _verifier_config(self, options: RequestOptions) -> VerifierConfig:
+        return VerifierConfig(
+            statement_timeout_ms=options.statement_timeout_ms or self.config.statement_timeout_ms,
+            timed_runs=options.timed_runs or self.config.timed_runs,
+            dead_zone=self.config.dead_zone if options.dead_zone is None else options.dead_zone,
+        )
+
+    def _session(self, database: str, role: str, verifier_config: VerifierConfig) -> ReadOnlySession:
+        if not database:
+            raise ValueError("the request names no database")
+        dsn = make_conninfo(self.config.dsn, dbname=database)
+        return ReadOnlySession.connect(dsn, role or None, statement_timeout_ms=verifier_config.statement_timeout_ms)
+
+    def rewrite(self, query: str, database: str, role: str, options: RequestOptions = RequestOptions()) -> RewriteResult:
+        """Best verified rewrite of `query`, run as `role` in `database`.
+
+        Raises GuardError / OriginalError (bad query), PermissionRefused, DatabaseUnavailable.
+        """
+        key = (database, role, query, options.max_candidates, options.statement_timeout_ms,
+               options.timed_runs, options.dead_zone)
+        if not options.no_cache:
+            with self._lock:
+                hit = self._cache.get(key)
+            if hit and time.monotonic() - hit[0] < self.config.cache_ttl_s:
+                cached = RewriteResult(**{**hit[1].__dict__, "cached": True})
+                return cached
+        result = self._rewrite(query, database, role, options)
+        with self._lock:
+            self._cache[key] = (time.monotonic(), result)
+        return result
+
+    def _rewrite(self, query: str, database: str, role: str, options: RequestOptions) -> RewriteResult:
+        guard(query)  # refuse before touching the database
+        verifier_config = self._verifier_config(options)
+        with self._session(database, role, verifier_config) as session:
+            verifier = Verifier(session, verifier_config)
+            verified_as = session.role or f"{session.connection.info.user} (reads all data, as superuser {role} does)"
+            started = time.perf_counter()
+            original = verifier.prepare(query)
+            tables = referenced_tables(query)
+            catalog = load_catalog(session.connection, tables)
+            prepared_ms = (time.perf_counter() - started) * 1000.0
+
+            started = time.perf_counter()
+            limit = options.max_candidates or self.config.max_candidates
+            completions = self.backend.generate([Prompt(query=query, catalog=catalog)], n=limit)[0]
+            generation_ms = (time.perf_counter() - started) * 1000.0
+
+            started = time.perf_counter()
+            attempts: list[Attempt] = []
+            seen: set[str] = set()
+            for completion in completions[:limit]:
+                if completion.text in seen:
+                    continue
+                seen.add(completion.text)
+                attempts.append(Attempt(completion.text, completion.source,
+                                        verifier.verify(original, completion.text)))
+            verification_ms = prepared_ms + (time.perf_counter() - started) * 1000.0
+
+        result = RewriteResult(
+            status="no_verified_improvement",
+            original_sql=query,
+            rewritten_sql=query,
+            message="",
+            backend=self.backend.name,
+            original_ms=original.warmup.elapsed_ms,
+            rewrite_ms=original.warmup.elapsed_ms,
+            attempts=attempts,
+            generation_ms=generation_ms,
+            verification_ms=verification_ms,
+            measured_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            verified_as=verified_as,
+        )
+        winners = [a for a in attempts if a.outcome.status is OutcomeStatus.FASTER]
+        if winners:
+            best = max(winners, key=lambda a: a.outcome.speedup)
+            result.status = "improved"
+            result.rewritten_sql = best.sql
+            result.source = best.source
+            result.speedup = best.outcome.speedup
+            result.original_ms = best.outcome.original_ms
+            result.rewrite_ms = best.outcome.candidate_ms
+            result.message = f"verified equivalent and {best.outcome.speedup:.2f}x faster ({best.source})"
+        elif not attempts:
+            result.message = f"the {self.backend.name} backend found no candidate rewrite for this query"
+        else:
+            summary = ", ".join(f"{a.source}: {a.outcome.status.value}" for a in attempts)
+            result.message = f"no candidate was verified faster ({summary})"
+        return result
+
+    def verify(self, original: str, candidate: str, database: str, role: str,
+               options: RequestOptions = RequestOptions()) -> Outcome:
+        """Verify one given candidate against `original`."""
+        guard(original)
+        verifier_config = self._verifier_config(options)
+        with self._session(database, role, verifier_config) as session:
+            verifier = Verifier(session, verifier_config)
+            return verifier.verify(verifier.prepare(original), candidate)
+
+
+def evidence_json(result: RewriteResult) -> str:
+    return json.dumps(result.evidence(), default=str)
