@@ -1,0 +1,67 @@
+"""Entry point of the plpython3u body: one call into the sidecar, answered as a JSON document.
+
+Failures come back as data ({"ok": false, "message", "sqlstate", "hint"}) so the SQL wrappers
+raise them as ordinary PostgreSQL errors with the right SQLSTATE, without a Python traceback.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from laser_db import client
+from laser_db.precheck import InputError, precheck
+
+DEFAULT_ADDRESS = "127.0.0.1:50551"
+DEFAULT_TIMEOUT_MS = 120_000
+
+
+class SettingError(ValueError):
+    """A laser.* setting has a value that cannot be used."""
+
+
+def _settings(plpy: Any) -> tuple[str, int, str, str]:
+    row = plpy.execute(
+        "select current_setting('laser.sidecar_address', true) as address,"
+        " current_setting('laser.timeout_ms', true) as timeout_ms,"
+        " current_user::text as role, current_database()::text as database"
+    )[0]
+    address = (row["address"] or "").strip() or DEFAULT_ADDRESS
+    raw_timeout = (row["timeout_ms"] or "").strip()
+    timeout_ms = DEFAULT_TIMEOUT_MS
+    if raw_timeout:
+        try:
+            timeout_ms = int(raw_timeout)
+        except ValueError:
+            timeout_ms = 0
+        if timeout_ms <= 0:
+            raise SettingError(f"laser.timeout_ms must be a positive number of milliseconds; got {raw_timeout!r}")
+    return address, timeout_ms, row["role"], row["database"]
+
+
+def _failure(message: str, sqlstate: str, hint: str = "") -> str:
+    return json.dumps({"ok": False, "message": message, "sqlstate": sqlstate, "hint": hint})
+
+
+def call(plpy: Any, method: str, query: str | None, candidate: str | None = None) -> str:
+    """method "rewrite": the sidecar's answer with its evidence; "verify": the verifier's outcome."""
+    try:
+        if method == "rewrite":
+            text = precheck(query)
+            address, timeout_ms, role, database = _settings(plpy)
+            response = client.rewrite(address, text, database, role, timeout_ms)
+            evidence = json.loads(response.evidence_json)
+            notice = None
+            if response.status != "improved":
+                notice = f"laser: no verified improvement: {response.message}"
+            return json.dumps({"ok": True, "result": evidence, "notice": notice})
+        if method == "verify":
+            original = precheck(query, "original")
+            text = precheck(candidate, "candidate")
+            address, timeout_ms, role, database = _settings(plpy)
+            verdict = client.verify(address, original, text, database, role, timeout_ms)
+            return json.dumps({"ok": True, "result": json.loads(verdict.outcome.evidence_json), "notice": None})
+        return _failure(f"laser: unknown method {method!r}", "22023")
+    except client.SidecarError as exc:
+        return _failure(exc.message, exc.sqlstate, exc.hint)
+    except (InputError, SettingError) as exc:
+        return _failure(f"laser: {exc}", "22023")
