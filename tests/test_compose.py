@@ -1,0 +1,45 @@
+"""docker-compose.yml cannot run here (no Docker engine): check its syntax and its consistency."""
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import yaml
+
+from sidecar.localdb import DEFAULT_SIDECAR_ADDRESS, SIDECAR_ROLE
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_compose_parses_and_builds_from_files_that_exist() -> None:
+    services = _compose()["services"]
+    assert {"postgres", "sidecar", "sidecar-gpu"} <= set(services)
+    for name, service in services.items():
+        build = service["build"]
+        assert (ROOT / build["context"] / build["dockerfile"]).is_file(), name
+        for dependency in service.get("depends_on", {}):
+            assert dependency in services
+
+
+def test_compose_wiring_matches_the_local_default() -> None:
+    services = _compose()["services"]
+    port = DEFAULT_SIDECAR_ADDRESS.rsplit(":", 1)[1]
+    assert f"laser.sidecar_address=sidecar:{port}" in services["postgres"]["command"]
+    assert "shared_preload_libraries=pg_stat_statements" in services["postgres"]["command"]
+    for name in ("sidecar", "sidecar-gpu"):
+        command = services[name]["command"]
+        assert command[command.index("--listen") + 1].endswith(f":{port}")
+        dsn = dict(item.split("=", 1) for item in shlex.split(command[command.index("--dsn") + 1]))
+        assert dsn["user"] == SIDECAR_ROLE and "dbname" not in dsn
+    assert services["sidecar-gpu"]["profiles"] == ["gpu"]
+
+
+def test_docker_init_creates_the_role_the_sidecar_uses() -> None:
+    init = (ROOT / "pg_extension" / "docker-init.sql").read_text()
+    assert f"CREATE ROLE {SIDECAR_ROLE} LOGIN" in init
+    assert "CREATE EXTENSION IF NOT EXISTS laser" in init
+    assert "COPY pg_extension/docker-init.sql /docker-entrypoint-initdb.d/" in (ROOT / "pg_extension" / "Dockerfile").read_text()

@@ -1,0 +1,237 @@
+"""laser_rewrite / laser_rewrite_evidence / laser_verify in a real database, through a real sidecar."""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import errors
+
+pytestmark = pytest.mark.usefixtures("sidecar")
+
+# A fingerprint of the demo data and of every write ever made to it.
+FINGERPRINT = """
+SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM orders), (SELECT count(*) FROM events),
+       (SELECT md5(string_agg(id::text || ':' || email, ',' ORDER BY id)) FROM users),
+       (SELECT sum(n_tup_ins + n_tup_upd + n_tup_del) FROM pg_stat_user_tables),
+       (SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace)
+"""
+
+
+def _fingerprint(conn: psycopg.Connection) -> tuple:
+    conn.execute("SELECT pg_stat_force_next_flush()")
+    row = conn.execute(FINGERPRINT).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+BAD_INPUTS = [
+    ("DELETE FROM orders", errors.InvalidParameterValue, "only read-only queries are accepted"),
+    ("SELECT 1; DROP TABLE users", errors.InvalidParameterValue, "exactly one statement is accepted; got 2"),
+    ("SELEC id FROM users", errors.InvalidParameterValue, "syntax error"),
+    ("", errors.InvalidParameterValue, "query is empty"),
+    (None, errors.InvalidParameterValue, "query is NULL"),
+    ("SELECT " + "1" * (1 << 20), errors.InvalidParameterValue, "at most 262144 bytes are accepted"),
+    ("WITH x AS (DELETE FROM orders RETURNING *) SELECT * FROM x", errors.InvalidParameterValue,
+     "data-modifying statements are not accepted"),
+    ("SELECT no_such_column FROM users", errors.InvalidParameterValue, "the query does not run"),
+    ("SELECT * FROM users FOR UPDATE", errors.InvalidParameterValue, "locking clauses"),
+]
+
+
+@pytest.mark.parametrize(("query", "error", "message"), BAD_INPUTS,
+                         ids=["delete", "two-statements", "syntax", "empty", "null", "1MB", "dml-cte",
+                              "unknown-column", "for-update"])
+def test_bad_input_gets_a_clear_error_and_changes_nothing(
+    admin: psycopg.Connection, demo_dsn: str, query: str | None, error: type[Exception], message: str
+) -> None:
+    before = _fingerprint(admin)
+    with psycopg.connect(demo_dsn, autocommit=True) as conn:
+        with pytest.raises(error) as raised:
+            conn.execute("SELECT laser_rewrite(%s)", (query,))
+    assert message in str(raised.value)
+    assert str(raised.value).startswith("laser: ")
+    assert _fingerprint(admin) == before
+
+
+def test_rewrite_and_evidence_agree(demo_dsn: str) -> None:
+    query = "SELECT id, email FROM users WHERE extract(year FROM signup_date) = 2023"
+    notices: list[str] = []
+    with psycopg.connect(demo_dsn, autocommit=True) as conn:
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        rewritten = conn.execute("SELECT laser_rewrite(%s)", (query,)).fetchone()[0]
+        evidence = conn.execute("SELECT laser_rewrite_evidence(%s)", (query,)).fetchone()[0]
+    assert evidence["original_sql"] == query
+    assert set(evidence) >= {"status", "speedup", "original_ms", "rewrite_ms", "latencies_ms",
+                             "equivalence", "plan", "attempts", "verified", "measured_at"}
+    if evidence["verified"]:
+        assert rewritten == evidence["rewritten_sql"] != query
+        assert evidence["speedup"] >= 1.1
+        assert evidence["equivalence"]["original_hash"] == evidence["equivalence"]["candidate_hash"]
+    else:
+        assert rewritten == query
+        assert any("no verified improvement" in n for n in notices)
+
+
+def test_no_candidate_returns_the_original_with_a_notice(demo_dsn: str) -> None:
+    notices: list[str] = []
+    with psycopg.connect(demo_dsn, autocommit=True) as conn:
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        answer = conn.execute("SELECT laser_rewrite('SELECT id FROM users WHERE id = 7')").fetchone()[0]
+    assert answer == "SELECT id FROM users WHERE id = 7"
+    assert notices and notices[0].startswith("laser: no verified improvement:")
+
+
+def test_verify_reports_equivalence_and_counterexample_rows(demo_dsn: str) -> None:
+    with psycopg.connect(demo_dsn, autocommit=True) as conn:
+        same = conn.execute(
+            "SELECT laser_verify('SELECT id FROM users WHERE id < 100', 'SELECT id FROM users WHERE id <= 99')"
+        ).fetchone()[0]
+        differ = conn.execute(
+            "SELECT laser_verify('SELECT id FROM users WHERE id < 100', 'SELECT id FROM users WHERE id < 99')"
+        ).fetchone()[0]
+    assert same["equivalent"] is True
+    assert differ["status"] == "not_equivalent"
+    assert differ["evidence"]["equivalence"]["examples"]["only_in_original"] == [["99"]]
+
+
+def test_candidate_that_tries_to_write_is_stopped_and_nothing_changes(admin: psycopg.Connection, demo_dsn: str) -> None:
+    admin.execute("""
+        CREATE OR REPLACE FUNCTION public.sneaky_insert() RETURNS int LANGUAGE plpgsql AS
+        $$ BEGIN INSERT INTO users (id, email, name, country, signup_date, is_active) VALUES (-1, 'x@x', 'x', 'XX', current_date, true);
+           RETURN 1; END $$""")
+    before = _fingerprint(admin)
+    with psycopg.connect(demo_dsn, autocommit=True) as conn:
+        verdict = conn.execute(
+            "SELECT laser_verify('SELECT 1 AS one', 'SELECT public.sneaky_insert() AS one')").fetchone()[0]
+    assert verdict["status"] == "exec_error"
+    assert "read-only transaction" in verdict["detail"]
+    assert _fingerprint(admin) == before
+    admin.execute("DROP FUNCTION public.sneaky_insert()")
+
+
+@pytest.fixture()
+def silent_server() -> Iterator[str]:
+    """A TCP server that accepts connections and never answers (a hung sidecar)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    listener.close()
+
+
+def _unused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_sidecar_not_running_is_a_clear_error_quickly(demo_dsn: str) -> None:
+    with psycopg.connect(demo_dsn, autocommit=True) as conn:
+        conn.execute(f"SET laser.sidecar_address = '127.0.0.1:{_unused_port()}'")
+        conn.execute("SET laser.timeout_ms = 3000")
+        started = time.monotonic()
+        with pytest.raises(errors.ConnectionFailure) as raised:
+            conn.execute("SELECT laser_rewrite('SELECT 1')")
+    assert time.monotonic() - started < 3.0
+    assert "is not reachable" in str(raised.value)
+    assert "laser sidecar" in (raised.value.diag.message_hint or "")
+
+
+def test_hung_sidecar_times_out_within_laser_timeout_ms(demo_dsn: str, silent_server: str) -> None:
+    with psycopg.connect(demo_dsn, autocommit=True) as conn:
+        conn.execute(f"SET laser.sidecar_address = '{silent_server}'")
+        conn.execute("SET laser.timeout_ms = 1500")
+        started = time.monotonic()
+        with pytest.raises(psycopg.Error) as raised:
+            conn.execute("SELECT laser_rewrite('SELECT 1')")
+    elapsed = time.monotonic() - started
+    assert elapsed < 1.5 + 1.0
+    assert "within laser.timeout_ms = 1500 ms" in str(raised.value) or "not reachable" in str(raised.value)
+
+
+def test_invalid_timeout_setting_is_refused(demo_dsn: str) -> None:
+    with psycopg.connect(demo_dsn, autocommit=True) as conn:
+        conn.execute("SET laser.timeout_ms = 'soon'")
+        with pytest.raises(errors.InvalidParameterValue, match="laser.timeout_ms must be a positive"):
+            conn.execute("SELECT laser_rewrite('SELECT 1')")
+
+
+# -- privileges: the sidecar verifies with the caller's privileges ---------------------------------
+
+@pytest.fixture(scope="module")
+def private_tables(cluster, admin_dsn: str) -> Iterator[dict[str, str]]:
+    """`secret` readable only by its owner; `notes` with a row-level security policy per author."""
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute("""
+            DROP TABLE IF EXISTS public.secret, public.notes;
+            DO $$ BEGIN
+              IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'nosy') THEN CREATE ROLE nosy LOGIN; END IF;
+              IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'author_a') THEN CREATE ROLE author_a LOGIN; END IF;
+            END $$;
+            GRANT nosy TO laser_sidecar;
+            GRANT author_a TO laser_sidecar;
+            CREATE TABLE public.secret (id int PRIMARY KEY, salary int NOT NULL);
+            INSERT INTO public.secret SELECT g, g * 1000 FROM generate_series(1, 100) g;
+            CREATE TABLE public.notes (id int PRIMARY KEY, author text NOT NULL, body text NOT NULL);
+            INSERT INTO public.notes SELECT g, CASE WHEN g <= 3 THEN 'author_a' ELSE 'someone_else' END, 'note ' || g
+              FROM generate_series(1, 10) g;
+            ALTER TABLE public.notes ENABLE ROW LEVEL SECURITY;
+            CREATE POLICY own_notes ON public.notes FOR SELECT USING (author = current_user);
+            GRANT SELECT ON public.notes TO author_a, nosy;
+        """)
+    yield {"nosy": cluster.dsn("laser_demo", "nosy"), "author_a": cluster.dsn("laser_demo", "author_a")}
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS public.secret, public.notes")
+
+
+def test_caller_without_select_is_refused(private_tables: dict[str, str]) -> None:
+    with psycopg.connect(private_tables["nosy"], autocommit=True) as conn:
+        with pytest.raises(errors.InsufficientPrivilege, match="permission denied for table secret"):
+            conn.execute("SELECT laser_rewrite('SELECT sum(salary) FROM secret')")
+        # ... and a candidate may not peek either: the verdict says nothing about the data.
+        verdict = conn.execute(
+            "SELECT laser_verify('SELECT 1 AS x', 'SELECT count(*)::int AS x FROM secret')").fetchone()[0]
+    assert verdict["status"] == "exec_error"
+    assert "permission denied" in verdict["detail"]
+    assert "equivalence" not in verdict["evidence"]
+
+
+def test_row_level_security_applies_to_verification(private_tables: dict[str, str]) -> None:
+    """author_a sees 3 of the 10 notes: equivalence is judged on those 3 rows only."""
+    with psycopg.connect(private_tables["author_a"], autocommit=True) as conn:
+        three = conn.execute(
+            "SELECT laser_verify('SELECT count(*) AS n FROM notes', 'SELECT 3::bigint AS n')").fetchone()[0]
+        ten = conn.execute(
+            "SELECT laser_verify('SELECT count(*) AS n FROM notes', 'SELECT 10::bigint AS n')").fetchone()[0]
+    assert three["equivalent"] is True
+    assert ten["status"] == "not_equivalent"
+
+
+def test_role_not_granted_to_the_sidecar_is_refused(cluster, admin_dsn: str) -> None:
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'stranger') "
+                     "THEN CREATE ROLE stranger LOGIN; END IF; END $$")
+    with psycopg.connect(cluster.dsn("laser_demo", "stranger"), autocommit=True) as conn:
+        with pytest.raises(errors.InsufficientPrivilege, match="may not act as role 'stranger'"):
+            conn.execute("SELECT laser_rewrite('SELECT 1')")

@@ -1,0 +1,156 @@
+"""Rule fixtures: each rewrite matches its expected SQL and returns the same rows on PostgreSQL."""
+
+from __future__ import annotations
+
+import importlib
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import sqlglot
+from sqlglot import exp
+
+from sidecar.backends.base import Prompt
+from sidecar.backends.rules import RulesBackend
+from sidecar.catalog import Catalog, load_catalog, referenced_tables
+from sidecar.rules import RULES
+from sidecar.rules.runner import rewrite_candidates
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "rules"
+DEMO_QUERIES = ROOT / "sql" / "demo" / "queries"
+NO_REWRITE = "-- expect: no rewrite"
+STATEMENT_TIMEOUT_MS = 30_000
+
+
+@dataclass(frozen=True)
+class RuleCase:
+    rule: str
+    title: str
+    input_sql: str
+    expected_sql: str | None
+    """None: the rule must not fire."""
+
+
+def _statements(lines: list[str]) -> Iterator[str]:
+    buffer: list[str] = []
+    for line in lines:
+        buffer.append(line)
+        if line.rstrip().endswith(";"):
+            yield "\n".join(buffer).strip()
+            buffer = []
+    if buffer:
+        raise ValueError(f"statement without a terminating ';': {' '.join(buffer)!r}")
+
+
+def parse_fixture(path: Path) -> list[RuleCase]:
+    """Blocks separated by blank lines: ``-- title:``, input statement, expected statement or
+    ``-- expect: no rewrite``."""
+    cases: list[RuleCase] = []
+    for block in path.read_text().split("\n\n"):
+        lines = [line for line in block.strip().splitlines() if line.strip()]
+        if not lines:
+            continue
+        if not lines[0].startswith("-- title:"):
+            raise ValueError(f"{path.name}: block does not start with '-- title:': {lines[0]!r}")
+        title = lines[0].removeprefix("-- title:").strip()
+        body = lines[1:]
+        expect_none = bool(body) and body[-1].strip() == NO_REWRITE
+        statements = list(_statements(body[:-1] if expect_none else body))
+        if len(statements) != (1 if expect_none else 2):
+            raise ValueError(f"{path.name}: {title!r} needs an input and an expected statement")
+        cases.append(RuleCase(path.stem, title, statements[0], None if expect_none else statements[1]))
+    return cases
+
+
+CASES = [case for path in sorted(FIXTURES.glob("*.sql")) for case in parse_fixture(path)]
+FIRING = [case for case in CASES if case.expected_sql is not None]
+
+
+def _rule(name: str) -> Callable[[exp.Expression, Catalog], exp.Expression | None]:
+    return getattr(importlib.import_module(f"sidecar.rules.{name}"), name)  # type: ignore[no-any-return]
+
+
+def _normalize(sql: str) -> str:
+    return sqlglot.parse_one(sql, read="postgres").sql(dialect="postgres", comments=False)
+
+
+def _rows(conn: psycopg.Connection, sql: str) -> Counter[tuple[Any, ...]]:
+    with conn.transaction():
+        conn.execute("SET TRANSACTION READ ONLY")
+        conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(STATEMENT_TIMEOUT_MS),))
+        return Counter(conn.execute(sql).fetchall())
+
+
+@pytest.fixture(scope="module")
+def demo_conn(demo_dsn: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(demo_dsn, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture(scope="module")
+def demo_catalog(demo_conn: psycopg.Connection) -> Catalog:
+    return load_catalog(demo_conn, ["users", "products", "orders", "events"])
+
+
+def test_every_rule_has_fixtures() -> None:
+    for rule in RULES:
+        cases = [case for case in CASES if case.rule == rule.__name__]
+        assert sum(case.expected_sql is not None for case in cases) >= 2, rule.__name__
+        assert sum(case.expected_sql is None for case in cases) >= 1, rule.__name__
+
+
+def test_unparseable_sql_gives_no_candidates() -> None:
+    assert rewrite_candidates("SELECT FROM WHERE (((", Catalog()) == []
+    assert rewrite_candidates("", Catalog()) == []
+
+
+def test_unknown_tables_give_no_candidates() -> None:
+    # Without catalog facts the type- and key-dependent rules must stay silent.
+    sql = "SELECT DISTINCT u.* FROM users u JOIN events e ON e.user_id = u.id WHERE e.created_at::date = '2024-01-01'"
+    rules_fired = {name for candidate in rewrite_candidates(sql, Catalog()) for name in candidate.rules}
+    assert "sargable_predicates" not in rules_fired
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: f"{case.rule}: {case.title}")
+def test_rule_output(case: RuleCase, demo_catalog: Catalog) -> None:
+    tree = sqlglot.parse_one(case.input_sql, read="postgres")
+    before = tree.sql(dialect="postgres")
+    result = _rule(case.rule)(tree, demo_catalog)
+    assert tree.sql(dialect="postgres") == before, "the rule mutated its input"
+    if case.expected_sql is None:
+        assert result is None, result.sql(dialect="postgres") if result is not None else ""
+    else:
+        assert result is not None, "the rule did not fire"
+        assert result.sql(dialect="postgres") == _normalize(case.expected_sql)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: f"{case.rule}: {case.title}")
+def test_rule_results_equal_on_postgres(case: RuleCase, demo_conn: psycopg.Connection) -> None:
+    original = _rows(demo_conn, case.input_sql)
+    if case.expected_sql is not None:
+        assert _rows(demo_conn, case.expected_sql) == original
+
+
+def test_rules_backend_caps_and_labels(demo_catalog: Catalog) -> None:
+    sql = (DEMO_QUERIES / "02_correlated_aggregates_per_user.sql").read_text()
+    [completions] = RulesBackend().generate([Prompt(sql, demo_catalog)], n=1)
+    assert len(completions) == 1
+    assert completions[0].source == "rules:decorrelate_scalar_aggregates"
+    assert RulesBackend().generate([Prompt(sql, demo_catalog)], n=0) == [[]]
+
+
+@pytest.mark.parametrize("path", sorted(DEMO_QUERIES.glob("*.sql")), ids=lambda path: path.stem)
+def test_demo_query_gets_an_equivalent_candidate(path: Path, demo_conn: psycopg.Connection) -> None:
+    sql = path.read_text()
+    lines = sql.splitlines()
+    assert lines[0].startswith("-- title: ") and lines[1].startswith("-- anti-pattern: ")
+    catalog = load_catalog(demo_conn, referenced_tables(sql))
+    candidates = rewrite_candidates(sql, catalog)
+    assert candidates, "no rule fired"
+    original = _rows(demo_conn, sql)
+    assert any(_rows(demo_conn, candidate.sql) == original for candidate in candidates)

@@ -1,0 +1,91 @@
+"""The sidecar as a gRPC server: health, status codes for bad requests, graceful shutdown."""
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from laser_proto import laser_pb2, laser_pb2_grpc
+from sidecar import daemon
+from sidecar.config import SidecarConfig
+
+
+def _stub(address: str) -> laser_pb2_grpc.LaserStub:
+    return laser_pb2_grpc.LaserStub(grpc.insecure_channel(address))
+
+
+def test_health_reports_serving(sidecar: str) -> None:
+    with grpc.insecure_channel(sidecar) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "laser.v1.Laser"):
+            reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.mark.parametrize(("query", "database", "role", "code", "text"), [
+    ("DELETE FROM users", "laser_demo", "shop", grpc.StatusCode.INVALID_ARGUMENT, "got DELETE"),
+    ("SELECT 1", "", "shop", grpc.StatusCode.INVALID_ARGUMENT, "names no database"),
+    ("SELECT 1", "no_such_database", "shop", grpc.StatusCode.UNAVAILABLE, "no_such_database"),
+    ("SELECT 1", "laser_demo", "no_such_role", grpc.StatusCode.PERMISSION_DENIED, "does not exist"),
+    ("SELECT * FROM no_such_table", "laser_demo", "shop", grpc.StatusCode.INVALID_ARGUMENT, "does not run"),
+])
+def test_errors_are_grpc_status_codes(sidecar: str, query: str, database: str, role: str,
+                                      code: grpc.StatusCode, text: str) -> None:
+    request = laser_pb2.RewriteRequest(query=query, target=laser_pb2.Target(database=database, role=role))
+    with pytest.raises(grpc.RpcError) as failed:
+        _stub(sidecar).Rewrite(request, timeout=30)
+    assert failed.value.code() == code
+    assert text in (failed.value.details() or "")
+
+
+def test_rewrite_rpc_returns_evidence(sidecar: str) -> None:
+    request = laser_pb2.RewriteRequest(
+        query="SELECT id FROM users WHERE id = 42",
+        target=laser_pb2.Target(database="laser_demo", role="shop"),
+    )
+    reply = _stub(sidecar).Rewrite(request, timeout=60)
+    assert reply.status == "no_verified_improvement"
+    assert reply.rewritten_sql == reply.original_sql == request.query
+    assert reply.backend == "rules"
+    assert reply.message
+
+
+def test_graceful_shutdown_on_sigterm(cluster) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sidecar.server", "--listen", address, "--dsn", cluster.sidecar_dsn()],
+        cwd=str(Path(__file__).resolve().parent.parent), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        daemon.wait_serving(address, timeout_s=60, process=process)
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        assert time.monotonic() - started < SidecarConfig().grace_s + 5
+        output = process.stdout.read().decode() if process.stdout else ""
+        assert "laser sidecar stopped" in output
+        assert daemon.health_status(address) == "UNREACHABLE"
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"dsn": "host=/tmp dbname=x"}, "must not name a database"),
+    ({"backend": "gpt"}, "unknown backend"),
+    ({"timed_runs": 0}, "timed_runs must be positive"),
+    ({"dead_zone": 1.5}, "dead_zone"),
+    ({"listen": ""}, "listen must be an address"),
+])
+def test_config_is_validated(overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SidecarConfig(**overrides)
