@@ -102,9 +102,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _target(dsn: str) -> laser_pb2.Target:
     """Who and where: established by logging in with the DSN, not by trusting its text."""
     with psycopg.connect(dsn, connect_timeout=10) as conn:
-        row = conn.execute("SELECT current_user::text, current_database()::text").fetchone()
+        row = conn.execute("SELECT current_user::text, session_user::text, current_database()::text").fetchone()
     assert row is not None
-    return laser_pb2.Target(role=row[0], database=row[1])
+    return laser_pb2.Target(role=row[0], login_role=row[1], database=row[2])
 
 
 def _read(path: str) -> str:

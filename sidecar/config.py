@@ -19,6 +19,12 @@ class SidecarConfig:
     """gRPC address to serve on (host:port, or unix:/path)."""
     dsn: str = "host=/var/run/postgresql port=5432 user=laser_sidecar"
     """libpq conninfo of the sidecar's own read-only role, without dbname: the request names the database."""
+    act_as: str = "login"
+    """How the sidecar takes the caller's identity. "login": it logs in as the caller's login role
+    (needs pg_hba trust or peer mapping on the socket it uses) and SETs ROLE to the current role;
+    the caller's functions can then reach no role the caller could not. "set_role": it logs in as
+    the dsn's user and SETs ROLE to the caller, which must be granted to that user; a caller able to
+    create functions could then switch to any other role granted to it."""
     backend: str = "rules"
     """Candidate generator: "rules" (no model)."""
     max_candidates: int = 4
@@ -45,6 +51,8 @@ class SidecarConfig:
             raise ValueError(f"dsn is not a valid libpq conninfo: {exc}") from None
         if "dbname" in named:
             raise ValueError("dsn must not name a database (dbname=...): each request names its own")
+        if self.act_as not in ("login", "set_role"):
+            raise ValueError(f"act_as must be 'login' or 'set_role'; got {self.act_as!r}")
         if self.backend not in ("rules",):
             raise ValueError(f"unknown backend {self.backend!r}; available: rules")
         for name in ("max_candidates", "statement_timeout_ms", "timed_runs", "max_concurrent"):

@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from sidecar.localdb import SIDECAR_ROLE, LocalCluster, project_root
+from sidecar.localdb import LocalCluster, project_root
 
 DEMO_DB = "laser_demo"
 DEMO_ROLE = "shop"
@@ -43,7 +43,6 @@ DO $$ BEGIN
     CREATE ROLE {DEMO_ROLE} LOGIN;
   END IF;
 END $$;
-GRANT {DEMO_ROLE} TO {SIDECAR_ROLE};
 """)
     exists = cluster.psql("-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{DEMO_DB}'").stdout.strip()
     if not exists:

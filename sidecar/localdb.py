@@ -191,20 +191,19 @@ class LocalCluster:
         raise ClusterError("the cluster is not accepting connections")
 
     def ensure_sidecar_role(self) -> None:
-        """The sidecar's own login role: read-only by default, bounded statements.
+        """The sidecar's own login role: no data privileges, read-only by default, bounded statements.
 
-        Each caller role must be granted to it (GRANT caller TO laser_sidecar) so that it can
-        verify with the caller's privileges; superuser callers need no grant.
+        The sidecar verifies by logging in as each caller (trust on this cluster's socket, which
+        only root and the server's OS user can reach); this role serves its own connections and
+        the `set_role` mode, where each caller role must be granted to it.
         """
         self.psql("-c", f"""
 DO $$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{SIDECAR_ROLE}') THEN
-    CREATE ROLE {SIDECAR_ROLE} LOGIN;
+    CREATE ROLE {SIDECAR_ROLE} LOGIN NOINHERIT;
   END IF;
 END $$;
--- Reads as superuser callers would (they see every row); ordinary callers are assumed with SET ROLE.
-ALTER ROLE {SIDECAR_ROLE} LOGIN INHERIT BYPASSRLS;
-GRANT pg_read_all_data TO {SIDECAR_ROLE};
+ALTER ROLE {SIDECAR_ROLE} LOGIN NOINHERIT NOSUPERUSER NOBYPASSRLS;
 ALTER ROLE {SIDECAR_ROLE} SET default_transaction_read_only = on;
 ALTER ROLE {SIDECAR_ROLE} SET statement_timeout = '300s';
 """)

@@ -8,12 +8,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
 from psycopg.conninfo import make_conninfo
 
 from sidecar.backends.base import Backend, Prompt
 from sidecar.catalog import load_catalog, referenced_tables
 from sidecar.config import SidecarConfig
 from sidecar.verify import Outcome, OutcomeStatus, ReadOnlySession, Verifier, VerifierConfig, guard
+from sidecar.verify.session import DatabaseUnavailable, PermissionRefused, SessionError
 
 
 @dataclass(frozen=True)
@@ -106,18 +108,48 @@ class RewritePipeline:
             dead_zone=self.config.dead_zone if options.dead_zone is None else options.dead_zone,
         )
 
-    def _session(self, database: str, role: str, verifier_config: VerifierConfig) -> ReadOnlySession:
+    def _session(self, database: str, role: str, login_role: str,
+                 verifier_config: VerifierConfig) -> ReadOnlySession:
+        """A read-only session acting as the caller (see SidecarConfig.act_as)."""
         if not database:
             raise ValueError("the request names no database")
-        dsn = make_conninfo(self.config.dsn, dbname=database)
-        return ReadOnlySession.connect(dsn, role or None, statement_timeout_ms=verifier_config.statement_timeout_ms)
+        if not role:
+            raise ValueError("the request names no role")
+        timeout = verifier_config.statement_timeout_ms
+        if self.config.act_as == "set_role":
+            return ReadOnlySession.connect(make_conninfo(self.config.dsn, dbname=database), role,
+                                           statement_timeout_ms=timeout)
+        login = login_role or role
+        try:
+            return ReadOnlySession.connect(make_conninfo(self.config.dsn, dbname=database, user=login),
+                                           role if role != login else None, statement_timeout_ms=timeout)
+        except DatabaseUnavailable as failure:
+            raise self._login_failure(database, login, failure) from None
 
-    def rewrite(self, query: str, database: str, role: str, options: RequestOptions = RequestOptions()) -> RewriteResult:
+    def _login_failure(self, database: str, login: str, failure: DatabaseUnavailable) -> SessionError:
+        """Why logging in as the caller failed, told from the catalog (libpq gives no SQLSTATE then)."""
+        try:
+            with psycopg.connect(make_conninfo(self.config.dsn, dbname=database), connect_timeout=5) as conn:
+                row = conn.execute("SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = %s",
+                                   (login,)).fetchone()
+        except psycopg.Error:
+            return failure  # the database itself is unreachable
+        if row is None:
+            return PermissionRefused(f"role {login!r} does not exist")
+        if not row[0]:
+            return PermissionRefused(f"role {login!r} may not log in")
+        return PermissionRefused(
+            f"the sidecar may not log in as {login!r} to verify with its privileges; allow it in "
+            "pg_hba.conf (trust or peer on the sidecar's socket) or run the sidecar with --act-as set_role"
+        )
+
+    def rewrite(self, query: str, database: str, role: str, login_role: str = "",
+                options: RequestOptions = RequestOptions()) -> RewriteResult:
         """Best verified rewrite of `query`, run as `role` in `database`.
 
         Raises GuardError / OriginalError (bad query), PermissionRefused, DatabaseUnavailable.
         """
-        key = (database, role, query, options.max_candidates, options.statement_timeout_ms,
+        key = (database, role, login_role, query, options.max_candidates, options.statement_timeout_ms,
                options.timed_runs, options.dead_zone)
         if not options.no_cache:
             with self._lock:
@@ -125,17 +157,18 @@ class RewritePipeline:
             if hit and time.monotonic() - hit[0] < self.config.cache_ttl_s:
                 cached = RewriteResult(**{**hit[1].__dict__, "cached": True})
                 return cached
-        result = self._rewrite(query, database, role, options)
+        result = self._rewrite(query, database, role, login_role, options)
         with self._lock:
             self._cache[key] = (time.monotonic(), result)
         return result
 
-    def _rewrite(self, query: str, database: str, role: str, options: RequestOptions) -> RewriteResult:
+    def _rewrite(self, query: str, database: str, role: str, login_role: str,
+                 options: RequestOptions) -> RewriteResult:
         guard(query)  # refuse before touching the database
         verifier_config = self._verifier_config(options)
-        with self._session(database, role, verifier_config) as session:
+        with self._session(database, role, login_role, verifier_config) as session:
             verifier = Verifier(session, verifier_config)
-            verified_as = session.role or f"{session.connection.info.user} (reads all data, as superuser {role} does)"
+            verified_as = session.role or session.connection.info.user
             started = time.perf_counter()
             original = verifier.prepare(query)
             tables = referenced_tables(query)
@@ -189,12 +222,12 @@ class RewritePipeline:
             result.message = f"no candidate was verified faster ({summary})"
         return result
 
-    def verify(self, original: str, candidate: str, database: str, role: str,
+    def verify(self, original: str, candidate: str, database: str, role: str, login_role: str = "",
                options: RequestOptions = RequestOptions()) -> Outcome:
         """Verify one given candidate against `original`."""
         guard(original)
         verifier_config = self._verifier_config(options)
-        with self._session(database, role, verifier_config) as session:
+        with self._session(database, role, login_role, verifier_config) as session:
             verifier = Verifier(session, verifier_config)
             return verifier.verify(verifier.prepare(original), candidate)
 

@@ -96,7 +96,7 @@ class LaserService(laser_pb2_grpc.LaserServicer):
     async def Rewrite(self, request: laser_pb2.RewriteRequest, context: grpc.aio.ServicerContext) -> laser_pb2.RewriteResponse:  # noqa: N802
         options = _options(request.options)
         result = await self._call(context, lambda: self.pipeline.rewrite(
-            request.query, request.target.database, request.target.role, options))
+            request.query, request.target.database, request.target.role, request.target.login_role, options))
         log.info("rewrite db=%s role=%s status=%s speedup=%.2f cached=%s", request.target.database,
                  request.target.role, result.status, result.speedup, result.cached)
         return _response(result)
@@ -104,7 +104,8 @@ class LaserService(laser_pb2_grpc.LaserServicer):
     async def Verify(self, request: laser_pb2.VerifyRequest, context: grpc.aio.ServicerContext) -> laser_pb2.VerifyResponse:  # noqa: N802
         options = _options(request.options)
         outcome = await self._call(context, lambda: self.pipeline.verify(
-            request.original, request.candidate, request.target.database, request.target.role, options))
+            request.original, request.candidate, request.target.database, request.target.role,
+            request.target.login_role, options))
         return laser_pb2.VerifyResponse(outcome=_outcome_message(outcome))
 
 
@@ -150,6 +151,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--listen", help="gRPC address (default 127.0.0.1:50551)")
     parser.add_argument("--dsn", help="libpq conninfo of the sidecar's read-only role, without dbname")
     parser.add_argument("--backend", choices=["rules"], help="candidate generator (default rules)")
+    parser.add_argument("--act-as", choices=["login", "set_role"],
+                        help="take the caller's identity by logging in as it (default) or by SET ROLE")
     parser.add_argument("--max-candidates", type=int)
     parser.add_argument("--statement-timeout-ms", type=int)
     parser.add_argument("--timed-runs", type=int)
@@ -158,7 +161,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> SidecarConfig:
     return SidecarConfig.from_env(
-        listen=args.listen, dsn=args.dsn, backend=args.backend, max_candidates=args.max_candidates,
+        listen=args.listen, dsn=args.dsn, backend=args.backend, act_as=args.act_as, max_candidates=args.max_candidates,
         statement_timeout_ms=args.statement_timeout_ms, timed_runs=args.timed_runs,
     )
 

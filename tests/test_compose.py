@@ -35,6 +35,8 @@ def test_compose_wiring_matches_the_local_default() -> None:
         assert command[command.index("--listen") + 1].endswith(f":{port}")
         dsn = dict(item.split("=", 1) for item in shlex.split(command[command.index("--dsn") + 1]))
         assert dsn["user"] == SIDECAR_ROLE and "dbname" not in dsn
+        # over TCP with a password the sidecar cannot log in as callers: it must SET ROLE
+        assert command[command.index("--act-as") + 1] == "set_role"
     assert services["sidecar-gpu"]["profiles"] == ["gpu"]
 
 

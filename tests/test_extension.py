@@ -189,8 +189,6 @@ def private_tables(cluster, admin_dsn: str) -> Iterator[dict[str, str]]:
               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'nosy') THEN CREATE ROLE nosy LOGIN; END IF;
               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'author_a') THEN CREATE ROLE author_a LOGIN; END IF;
             END $$;
-            GRANT nosy TO laser_sidecar;
-            GRANT author_a TO laser_sidecar;
             CREATE TABLE public.secret (id int PRIMARY KEY, salary int NOT NULL);
             INSERT INTO public.secret SELECT g, g * 1000 FROM generate_series(1, 100) g;
             CREATE TABLE public.notes (id int PRIMARY KEY, author text NOT NULL, body text NOT NULL);
@@ -228,10 +226,75 @@ def test_row_level_security_applies_to_verification(private_tables: dict[str, st
     assert ten["status"] == "not_equivalent"
 
 
-def test_role_not_granted_to_the_sidecar_is_refused(cluster, admin_dsn: str) -> None:
+def test_current_role_is_used_not_just_the_login(cluster, private_tables: dict[str, str], admin_dsn: str) -> None:
+    """A login role that SETs ROLE to a NOLOGIN group role is verified as that group role."""
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'stranger') "
-                     "THEN CREATE ROLE stranger LOGIN; END IF; END $$")
-    with psycopg.connect(cluster.dsn("laser_demo", "stranger"), autocommit=True) as conn:
-        with pytest.raises(errors.InsufficientPrivilege, match="may not act as role 'stranger'"):
-            conn.execute("SELECT laser_rewrite('SELECT 1')")
+        conn.execute("""
+            DO $$ BEGIN
+              IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'auditors') THEN CREATE ROLE auditors NOLOGIN; END IF;
+              IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'clerk') THEN CREATE ROLE clerk LOGIN NOINHERIT; END IF;
+            END $$;
+            GRANT auditors TO clerk;
+            GRANT SELECT ON public.secret TO auditors;
+        """)
+    query = "SELECT laser_verify('SELECT sum(salary) AS s FROM secret', 'SELECT 5050000::bigint AS s')"
+    with psycopg.connect(cluster.dsn("laser_demo", "clerk"), autocommit=True) as conn:
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute(query)
+        conn.execute("SET ROLE auditors")
+        verdict = conn.execute(query).fetchone()[0]
+    assert verdict["equivalent"] is True, verdict
+
+
+def test_callers_function_cannot_switch_to_a_more_privileged_role(private_tables: dict[str, str],
+                                                                  admin_dsn: str) -> None:
+    """The sidecar logs in as the caller, so set_config('role', ...) inside the caller's own
+    function reaches no role the caller could not reach anyway."""
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute("""
+            CREATE SCHEMA IF NOT EXISTS nosy_own AUTHORIZATION nosy;
+        """)
+    with psycopg.connect(private_tables["nosy"], autocommit=True) as conn:
+        conn.execute("""
+            CREATE OR REPLACE FUNCTION nosy_own.peek() RETURNS bigint LANGUAGE plpgsql AS $$
+            BEGIN
+              PERFORM set_config('role', 'postgres', true);
+              RETURN (SELECT sum(salary) FROM public.secret);
+            END $$""")
+        verdict = conn.execute("SELECT laser_verify('SELECT 1::bigint AS s', 'SELECT nosy_own.peek() AS s')").fetchone()[0]
+    assert verdict["status"] == "exec_error", verdict
+    assert "permission denied" in verdict["detail"]
+    assert "equivalence" not in verdict["evidence"]
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA nosy_own CASCADE")
+
+
+def test_unknown_role_is_refused(sidecar: str) -> None:
+    import grpc
+
+    from laser_proto import laser_pb2, laser_pb2_grpc
+
+    request = laser_pb2.VerifyRequest(original="SELECT 1", candidate="SELECT 2",
+                                      target=laser_pb2.Target(database="laser_demo", role="ghost", login_role="ghost"))
+    with grpc.insecure_channel(sidecar) as channel, pytest.raises(grpc.RpcError) as failed:
+        laser_pb2_grpc.LaserStub(channel).Verify(request, timeout=30)
+    assert failed.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "role 'ghost' does not exist" in (failed.value.details() or "")
+
+
+def test_set_role_mode_needs_the_grant(cluster, admin: psycopg.Connection) -> None:
+    """In set_role mode (compose: TCP + password) a caller role not granted to the sidecar is refused."""
+    from sidecar.verify import ReadOnlySession
+    from sidecar.verify.session import PermissionRefused
+
+    admin.execute("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'ungranted') "
+                  "THEN CREATE ROLE ungranted LOGIN; END IF; END $$")
+    with pytest.raises(PermissionRefused, match="may not act as role 'ungranted'"):
+        ReadOnlySession.connect(cluster.sidecar_dsn() + " dbname=laser_demo", "ungranted")
+    admin.execute("GRANT ungranted TO laser_sidecar")
+    try:
+        with ReadOnlySession.connect(cluster.sidecar_dsn() + " dbname=laser_demo", "ungranted") as session:
+            run = session.run("SELECT current_user::text")
+        assert run.rows == [("ungranted",)]
+    finally:
+        admin.execute("REVOKE ungranted FROM laser_sidecar")

@@ -12,8 +12,7 @@ from sidecar.verify.verifier import OriginalError
 
 @pytest.fixture(scope="module")
 def verifier(cluster) -> Iterator[Verifier]:
-    session = ReadOnlySession.connect(cluster.sidecar_dsn() + " dbname=laser_demo", "shop",
-                                      statement_timeout_ms=20_000)
+    session = ReadOnlySession.connect(cluster.dsn("laser_demo", "shop"), None, statement_timeout_ms=20_000)
     with session:
         yield Verifier(session, VerifierConfig(statement_timeout_ms=20_000))
 

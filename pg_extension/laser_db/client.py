@@ -59,10 +59,22 @@ def _failure(exc: grpc.RpcError, address: str, timeout_ms: int) -> SidecarError:
     return SidecarError(f"laser: {detail}", sqlstate)
 
 
-def rewrite(address: str, query: str, database: str, role: str, timeout_ms: int) -> laser_pb2.RewriteResponse:
+@dataclass(frozen=True)
+class Caller:
+    """Who asks: the database, the login role (session_user) and the current role (current_user)."""
+
+    database: str
+    login_role: str
+    role: str
+
+    def target(self) -> laser_pb2.Target:
+        return laser_pb2.Target(database=self.database, role=self.role, login_role=self.login_role)
+
+
+def rewrite(address: str, query: str, caller: Caller, timeout_ms: int) -> laser_pb2.RewriteResponse:
     request = laser_pb2.RewriteRequest(
         query=query,
-        target=laser_pb2.Target(database=database, role=role),
+        target=caller.target(),
         options=laser_pb2.Options(),
     )
     try:
@@ -71,13 +83,9 @@ def rewrite(address: str, query: str, database: str, role: str, timeout_ms: int)
         raise _failure(exc, address, timeout_ms) from None
 
 
-def verify(address: str, original: str, candidate: str, database: str, role: str,
+def verify(address: str, original: str, candidate: str, caller: Caller,
            timeout_ms: int) -> laser_pb2.VerifyResponse:
-    request = laser_pb2.VerifyRequest(
-        original=original,
-        candidate=candidate,
-        target=laser_pb2.Target(database=database, role=role),
-    )
+    request = laser_pb2.VerifyRequest(original=original, candidate=candidate, target=caller.target())
     try:
         return _stub(address).Verify(request, timeout=timeout_ms / 1000.0)
     except grpc.RpcError as exc:

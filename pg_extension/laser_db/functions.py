@@ -19,11 +19,12 @@ class SettingError(ValueError):
     """A laser.* setting has a value that cannot be used."""
 
 
-def _settings(plpy: Any) -> tuple[str, int, str, str]:
+def _settings(plpy: Any) -> tuple[str, int, client.Caller]:
     row = plpy.execute(
         "select current_setting('laser.sidecar_address', true) as address,"
         " current_setting('laser.timeout_ms', true) as timeout_ms,"
-        " current_user::text as role, current_database()::text as database"
+        " current_user::text as role, session_user::text as login_role,"
+        " current_database()::text as database"
     )[0]
     address = (row["address"] or "").strip() or DEFAULT_ADDRESS
     raw_timeout = (row["timeout_ms"] or "").strip()
@@ -35,7 +36,7 @@ def _settings(plpy: Any) -> tuple[str, int, str, str]:
             timeout_ms = 0
         if timeout_ms <= 0:
             raise SettingError(f"laser.timeout_ms must be a positive number of milliseconds; got {raw_timeout!r}")
-    return address, timeout_ms, row["role"], row["database"]
+    return address, timeout_ms, client.Caller(row["database"], row["login_role"], row["role"])
 
 
 def _failure(message: str, sqlstate: str, hint: str = "") -> str:
@@ -47,8 +48,8 @@ def call(plpy: Any, method: str, query: str | None, candidate: str | None = None
     try:
         if method == "rewrite":
             text = precheck(query)
-            address, timeout_ms, role, database = _settings(plpy)
-            response = client.rewrite(address, text, database, role, timeout_ms)
+            address, timeout_ms, caller = _settings(plpy)
+            response = client.rewrite(address, text, caller, timeout_ms)
             evidence = json.loads(response.evidence_json)
             notice = None
             if response.status != "improved":
@@ -57,8 +58,8 @@ def call(plpy: Any, method: str, query: str | None, candidate: str | None = None
         if method == "verify":
             original = precheck(query, "original")
             text = precheck(candidate, "candidate")
-            address, timeout_ms, role, database = _settings(plpy)
-            verdict = client.verify(address, original, text, database, role, timeout_ms)
+            address, timeout_ms, caller = _settings(plpy)
+            verdict = client.verify(address, original, text, caller, timeout_ms)
             return json.dumps({"ok": True, "result": json.loads(verdict.outcome.evidence_json), "notice": None})
         return _failure(f"laser: unknown method {method!r}", "22023")
     except client.SidecarError as exc:

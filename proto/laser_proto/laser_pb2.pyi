@@ -21,12 +21,14 @@ class Options(_message.Message):
     def __init__(self, max_candidates: _Optional[int] = ..., statement_timeout_ms: _Optional[int] = ..., timed_runs: _Optional[int] = ..., dead_zone: _Optional[float] = ..., no_cache: _Optional[bool] = ...) -> None: ...
 
 class Target(_message.Message):
-    __slots__ = ("database", "role")
+    __slots__ = ("database", "role", "login_role")
     DATABASE_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    LOGIN_ROLE_FIELD_NUMBER: _ClassVar[int]
     database: str
     role: str
-    def __init__(self, database: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...
+    login_role: str
+    def __init__(self, database: _Optional[str] = ..., role: _Optional[str] = ..., login_role: _Optional[str] = ...) -> None: ...
 
 class Outcome(_message.Message):
     __slots__ = ("status", "detail", "speedup", "original_ms", "candidate_ms", "equivalent", "evidence_json")

@@ -78,7 +78,6 @@ class ReadOnlySession:
         conn.autocommit = True  # we issue BEGIN / ROLLBACK ourselves
         self._conn = conn
         self.role = role or None
-        self.caller_is_superuser = False
         self.statement_timeout_ms = statement_timeout_ms
         self.lock_timeout_ms = lock_timeout_ms
         self.max_rows = max_rows
@@ -154,27 +153,17 @@ class ReadOnlySession:
             cur.close()
 
     def resolve_role(self) -> None:
-        """Decide how to act as the caller, or raise PermissionRefused.
+        """Raise PermissionRefused now if the session cannot act as the caller's role.
 
-        An ordinary role is assumed with SET ROLE, so its privileges and row-level security
-        policies apply. A superuser reads everything anyway: the sidecar then runs as its own role,
-        which may read all data (pg_read_all_data) and bypasses row security, as a superuser does,
-        without being granted superuser powers.
+        The role is assumed with SET ROLE, so its privileges and row-level security apply.
         """
         if not self.role:
             return
-        row = self._conn.execute("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = %s",
-                                 (self.role,)).fetchone()
+        row = self._conn.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", (self.role,)).fetchone()
         if row is None:
             raise PermissionRefused(f"role {self.role!r} does not exist")
-        self.caller_is_superuser = bool(row[0])
-        try:
-            with self.transaction():
-                pass
-        except PermissionRefused:
-            if not self.caller_is_superuser:
-                raise
-            self.role = None
+        with self.transaction():
+            pass
 
     def run(self, statement: str, timeout_ms: int | None = None, fetch: bool = True) -> Run:
         """Execute `statement` once and return its rows (or its error), timing the round trip."""
