@@ -1,46 +1,25 @@
-"""Measure the rules backend on the demo workload: speedup and result equality per query.
+"""Measure the rules backend on the demo workload directly (no extension, no gRPC), with the verifier.
 
-Usage: .venv/bin/python sql/demo/measure.py --dsn "host=... dbname=laser_demo"
+Usage: .venv/bin/python sql/demo/measure.py --dsn "host=... dbname=laser_demo user=shop"
 
-Each statement runs in a READ ONLY transaction with a statement_timeout: one warm-up run, then
-the median of three timed runs. Results are compared as multisets of rows.
+Every candidate goes through sidecar.verify (the same checks and timing protocol as
+laser_rewrite); the table shows the best verified candidate per query. Exits 1 when a query has
+no candidate verified at least 2x faster.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
-from collections import Counter
 from pathlib import Path
-from typing import Any
-
-import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from sidecar.backends.base import Prompt  # noqa: E402
 from sidecar.backends.rules import RulesBackend  # noqa: E402
 from sidecar.catalog import load_catalog, referenced_tables  # noqa: E402
-
-QUERY_DIR = Path(__file__).resolve().parent / "queries"
-
-
-def run_timed(conn: psycopg.Connection, sql: str, timeout_ms: int, runs: int = 3) -> tuple[float, Counter[Any]]:
-    """Warm-up once, then the median wall time (ms) of ``runs`` executions and the result multiset."""
-    timings: list[float] = []
-    rows: list[tuple[Any, ...]] = []
-    for attempt in range(runs + 1):
-        with conn.transaction():
-            conn.execute("SET TRANSACTION READ ONLY")
-            conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(timeout_ms),))
-            started = time.perf_counter()
-            rows = conn.execute(sql).fetchall()
-            elapsed = (time.perf_counter() - started) * 1000
-        if attempt > 0:
-            timings.append(elapsed)
-    return statistics.median(timings), Counter(rows)
+from sidecar.demo import demo_queries  # noqa: E402
+from sidecar.verify import ReadOnlySession, Verifier, VerifierConfig  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,38 +31,26 @@ def main(argv: list[str] | None = None) -> int:
 
     backend = RulesBackend()
     failures = 0
-    header = f"{'query':<38} {'original ms':>12} {'best ms':>10} {'speedup':>8}  equal  rules"
+    header = f"{'query':<38} {'original ms':>12} {'best ms':>10} {'speedup':>8}  {'outcome':<14} rules"
     print(header)
     print("-" * len(header))
-    with psycopg.connect(args.dsn, autocommit=True) as conn:
-        for path in sorted(QUERY_DIR.glob("*.sql")):
-            sql = path.read_text()
-            catalog = load_catalog(conn, referenced_tables(sql))
-            completions = backend.generate([Prompt(sql, catalog)], n=8)[0]
-            original_ms, original_rows = run_timed(conn, sql, args.timeout_ms)
-            best: tuple[float, bool, str, str] | None = None
-            for completion in completions:
-                try:
-                    ms, rows = run_timed(conn, completion.text, args.timeout_ms)
-                except psycopg.Error as error:
-                    print(f"  {path.stem}: {completion.source} failed: {type(error).__name__}: {error}".rstrip())
-                    continue
-                equal = rows == original_rows
-                candidate = (ms, equal, completion.source, completion.text)
-                if best is None or (equal, -ms) > (best[1], -best[0]):
-                    best = candidate
-            if best is None:
+    with ReadOnlySession.connect(args.dsn, None, statement_timeout_ms=args.timeout_ms) as session:
+        verifier = Verifier(session, VerifierConfig(statement_timeout_ms=args.timeout_ms))
+        for query in demo_queries():
+            original = verifier.prepare(query.sql)
+            catalog = load_catalog(session.connection, referenced_tables(query.sql))
+            completions = backend.generate([Prompt(query.sql, catalog)], n=8)[0]
+            verdicts = [(verifier.verify(original, c.text), c) for c in completions]
+            if not verdicts:
                 failures += 1
-                print(f"{path.stem:<38} {original_ms:>12.1f} {'-':>10} {'-':>8}  -      (no candidate)")
+                print(f"{query.name:<38} {original.warmup.elapsed_ms:>12.1f} {'-':>10} {'-':>8}  no candidate")
                 continue
-            best_ms, equal, source, text = best
-            speedup = original_ms / best_ms if best_ms > 0 else float("inf")
-            if not equal or speedup < 2.0:
-                failures += 1
-            print(f"{path.stem:<38} {original_ms:>12.1f} {best_ms:>10.1f} {speedup:>7.1f}x  "
-                  f"{'yes' if equal else 'NO ':<5}  {source.removeprefix('rules:')}")
+            outcome, best = max(verdicts, key=lambda v: (v[0].equivalent, v[0].speedup))
+            failures += not (outcome.equivalent and outcome.speedup >= 2.0)
+            print(f"{query.name:<38} {outcome.original_ms:>12.1f} {outcome.candidate_ms:>10.1f} "
+                  f"{outcome.speedup:>7.1f}x  {outcome.status.value:<14} {best.source.removeprefix('rules:')}")
             if args.show_sql:
-                print(f"    {text}")
+                print(f"    {best.text}")
     return 1 if failures else 0
 
 
