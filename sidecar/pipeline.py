@@ -1,6 +1,7 @@
 """The rewrite pipeline: candidates from a backend, each verified, the fastest equivalent one chosen."""
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import threading
@@ -18,6 +19,9 @@ from sidecar.verify import Outcome, OutcomeStatus, ReadOnlySession, Verifier, Ve
 from sidecar.verify.session import DatabaseUnavailable, PermissionRefused, SessionError
 
 
+MAX_CACHED_ANSWERS = 1024
+
+
 @dataclass(frozen=True)
 class RequestOptions:
     """Per-request overrides of the sidecar's defaults (None = default)."""
@@ -27,6 +31,9 @@ class RequestOptions:
     timed_runs: int | None = None
     dead_zone: float | None = None
     no_cache: bool = False
+    deadline: float | None = None
+    """time.monotonic() by which the caller stops waiting: no new candidate is verified after it,
+    and no statement may run past it."""
 
 
 @dataclass(frozen=True)
@@ -102,8 +109,11 @@ class RewritePipeline:
         self._lock = threading.Lock()
 
     def _verifier_config(self, options: RequestOptions) -> VerifierConfig:
+        timeout_ms = options.statement_timeout_ms or self.config.statement_timeout_ms
+        if options.deadline is not None:
+            timeout_ms = max(1, min(timeout_ms, int((options.deadline - time.monotonic()) * 1000)))
         return VerifierConfig(
-            statement_timeout_ms=options.statement_timeout_ms or self.config.statement_timeout_ms,
+            statement_timeout_ms=timeout_ms,
             timed_runs=options.timed_runs or self.config.timed_runs,
             dead_zone=self.config.dead_zone if options.dead_zone is None else options.dead_zone,
         )
@@ -155,11 +165,17 @@ class RewritePipeline:
             with self._lock:
                 hit = self._cache.get(key)
             if hit and time.monotonic() - hit[0] < self.config.cache_ttl_s:
-                cached = RewriteResult(**{**hit[1].__dict__, "cached": True})
-                return cached
+                return dataclasses.replace(hit[1], cached=True)
         result = self._rewrite(query, database, role, login_role, options)
-        with self._lock:
-            self._cache[key] = (time.monotonic(), result)
+        if options.deadline is None or time.monotonic() < options.deadline:  # not cut short
+            now = time.monotonic()
+            with self._lock:
+                self._cache[key] = (now, result)
+                stale = [k for k, (at, _) in self._cache.items() if now - at >= self.config.cache_ttl_s]
+                for k in stale:
+                    del self._cache[k]
+                while len(self._cache) > MAX_CACHED_ANSWERS:  # oldest first (dicts keep insertion order)
+                    del self._cache[next(iter(self._cache))]
         return result
 
     def _rewrite(self, query: str, database: str, role: str, login_role: str,
@@ -184,6 +200,8 @@ class RewritePipeline:
             attempts: list[Attempt] = []
             seen: set[str] = set()
             for completion in completions[:limit]:
+                if options.deadline is not None and time.monotonic() >= options.deadline:
+                    break  # the caller has stopped waiting
                 if completion.text in seen:
                     continue
                 seen.add(completion.text)

@@ -8,6 +8,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
@@ -26,8 +27,10 @@ SERVICE_NAME = "laser.v1.Laser"
 T = TypeVar("T")
 
 
-def _options(message: laser_pb2.Options) -> RequestOptions:
+def _options(message: laser_pb2.Options, context: grpc.aio.ServicerContext) -> RequestOptions:
+    remaining = context.time_remaining()
     return RequestOptions(
+        deadline=None if remaining is None else time.monotonic() + remaining,
         max_candidates=message.max_candidates or None,
         statement_timeout_ms=message.statement_timeout_ms or None,
         timed_runs=message.timed_runs or None,
@@ -94,7 +97,7 @@ class LaserService(laser_pb2_grpc.LaserServicer):
         raise AssertionError("unreachable: context.abort raises")
 
     async def Rewrite(self, request: laser_pb2.RewriteRequest, context: grpc.aio.ServicerContext) -> laser_pb2.RewriteResponse:  # noqa: N802
-        options = _options(request.options)
+        options = _options(request.options, context)
         result = await self._call(context, lambda: self.pipeline.rewrite(
             request.query, request.target.database, request.target.role, request.target.login_role, options))
         log.info("rewrite db=%s role=%s status=%s speedup=%.2f cached=%s", request.target.database,
@@ -102,7 +105,7 @@ class LaserService(laser_pb2_grpc.LaserServicer):
         return _response(result)
 
     async def Verify(self, request: laser_pb2.VerifyRequest, context: grpc.aio.ServicerContext) -> laser_pb2.VerifyResponse:  # noqa: N802
-        options = _options(request.options)
+        options = _options(request.options, context)
         outcome = await self._call(context, lambda: self.pipeline.verify(
             request.original, request.candidate, request.target.database, request.target.role,
             request.target.login_role, options))

@@ -193,7 +193,7 @@ def _shape_difference(original: Run, candidate: Run) -> str:
     a, b = original.columns, candidate.columns
     if len(a) != len(b):
         return f"the candidate returns {len(b)} columns; the original returns {len(a)}"
-    for i, (x, y) in enumerate(zip(a, b), start=1):
+    for i, (x, y) in enumerate(zip(a, b, strict=True), start=1):
         if x.name != y.name:
             return f"column {i} is named {y.name!r}; the original names it {x.name!r}"
         if x.type_oid != y.type_oid:
