@@ -30,12 +30,15 @@ def _pylib(cluster: LocalCluster) -> Path:
 
 
 def install_extension(cluster: LocalCluster) -> None:
+    """Extension files into PostgreSQL's share directory (root-owned: sudo when not root)."""
     build = project_root() / "pg_extension" / "build.py"
-    done = subprocess.run(
-        [sys.executable, str(build), "install", "--pylib", str(_pylib(cluster)),
-         "--pg-config", str(cluster.bin_dir / "pg_config")],
-        capture_output=True, text=True,
-    )
+    command = [sys.executable, str(build), "install", "--pylib", str(_pylib(cluster)),
+               "--pg-config", str(cluster.bin_dir / "pg_config")]
+    sharedir = subprocess.run([str(cluster.bin_dir / "pg_config"), "--sharedir"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    if os.geteuid() != 0 and not os.access(Path(sharedir) / "extension", os.W_OK):
+        command = ["sudo", *command]
+    done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         hint = "" if os.geteuid() == 0 else " (installing extension files needs write access to PostgreSQL's share directory: run as root)"
         raise ClusterError(f"installing the extension failed{hint}:\n{done.stdout}{done.stderr}")
