@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlglot import exp
 
 from sidecar.catalog import Catalog, Column, Table
@@ -83,3 +85,14 @@ def and_all(parts: list[exp.Expression]) -> exp.Expression | None:
 
 def is_plain_select(node: exp.Expression) -> bool:
     return isinstance(node, exp.Select) and not node.args.get("with_")
+
+
+def rewrite_each_select(
+    expression: exp.Expression, catalog: Catalog, rewrite: Callable[[exp.Select, Catalog], bool]
+) -> exp.Expression | None:
+    """Apply an in-place per-SELECT rewrite to every SELECT of a copy; the copy if any fired, else None."""
+    tree = expression.copy()
+    fired = False
+    for select in list(tree.find_all(exp.Select)):
+        fired = rewrite(select, catalog) or fired
+    return tree if fired else None

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from sqlglot import exp
 
 from sidecar.catalog import Catalog
-from sidecar.rules._scope import and_all, catalog_table, conjuncts, resolve_column, source_names
+from sidecar.rules._scope import and_all, catalog_table, conjuncts, resolve_column, rewrite_each_select, source_names
 
 _AGGREGATES = (exp.Sum, exp.Avg, exp.Min, exp.Max)
 # Nodes through which a NULL aggregate result stays NULL (so a missing LEFT JOIN row is harmless).
@@ -74,11 +74,7 @@ class _Group:
 
 
 def decorrelate_scalar_aggregates(expression: exp.Expression, catalog: Catalog) -> exp.Expression | None:
-    tree = expression.copy()
-    fired = False
-    for select in list(tree.find_all(exp.Select)):
-        fired = _decorrelate(select, catalog) or fired
-    return tree if fired else None
+    return rewrite_each_select(expression, catalog, _decorrelate)
 
 
 def _decorrelate(outer: exp.Select, catalog: Catalog) -> bool:

@@ -27,18 +27,14 @@ from __future__ import annotations
 from sqlglot import exp
 
 from sidecar.catalog import Catalog
-from sidecar.rules._scope import catalog_table, conjuncts
+from sidecar.rules._scope import catalog_table, conjuncts, rewrite_each_select
 
 _AGGREGATES = (exp.Count, exp.Sum, exp.Avg, exp.Min, exp.Max)
 _FORBIDDEN = ("group", "having", "limit", "offset", "qualify", "windows", "laterals", "locks")
 
 
 def window_to_group_by(expression: exp.Expression, catalog: Catalog) -> exp.Expression | None:
-    tree = expression.copy()
-    fired = False
-    for select in list(tree.find_all(exp.Select)):
-        fired = _rewrite(select, catalog) or fired
-    return tree if fired else None
+    return rewrite_each_select(expression, catalog, _rewrite)
 
 
 def _rewrite(select: exp.Select, catalog: Catalog) -> bool:
