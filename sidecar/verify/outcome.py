@@ -49,6 +49,8 @@ class Outcome:
     original_ms: float = 0.0
     candidate_ms: float = 0.0
     evidence: dict[str, Any] = field(default_factory=dict)
+    counterexample: dict[str, Any] | None = None
+    """For not_equivalent: the instance (live data or a perturbed copy) and the rows that differ."""
 
     @property
     def equivalent(self) -> bool:
@@ -60,7 +62,7 @@ class Outcome:
         >>> Outcome(OutcomeStatus.FASTER, speedup=3.0).to_json()["status"]
         'faster'
         """
-        return {
+        out = {
             "status": self.status.value,
             "detail": self.detail,
             "equivalent": self.equivalent,
@@ -69,3 +71,6 @@ class Outcome:
             "candidate_ms": round(self.candidate_ms, 3),
             "evidence": self.evidence,
         }
+        if self.counterexample is not None:
+            out["counterexample"] = self.counterexample
+        return out

@@ -6,7 +6,7 @@ This is the only module of the verifier that waits on the database; the checks t
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
@@ -152,6 +152,39 @@ class ReadOnlySession:
                 self._conn.execute("ROLLBACK")
             cur.close()
 
+    @contextmanager
+    def scratch(self, timeout_ms: int | None = None) -> Iterator[Scratch]:
+        """A transaction for work on private temporary copies, as the caller's role; always rolled back.
+
+        It starts READ WRITE only so that `Scratch.create_copy` can create temporary tables; nothing
+        else runs until `Scratch.seal()` makes it READ ONLY, after which only temporary tables can be
+        written. Raises PermissionRefused when the caller may not create temporary tables.
+        """
+        cur = self._conn.cursor()
+        try:
+            cur.execute("BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ WRITE")
+            try:
+                if self.role:
+                    cur.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(self.role)))
+                cur.execute(
+                    "SELECT set_config('statement_timeout', %s, true),"
+                    " set_config('lock_timeout', %s, true)",
+                    (str(int(timeout_ms or self.statement_timeout_ms)), str(self.lock_timeout_ms)),
+                )
+            except errors.InsufficientPrivilege:
+                raise PermissionRefused(self._role_refusal()) from None
+            except errors.InvalidParameterValue:
+                raise PermissionRefused(f"role {self.role!r} does not exist") from None
+            except errors.ReadOnlySqlTransaction as exc:
+                raise SessionError(f"temporary copies are impossible here: {_message(exc)}") from None
+            yield Scratch(cur, self)
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(f"the database connection failed: {exc}".strip()) from None
+        finally:
+            if not self._conn.closed and not self._conn.broken:
+                self._conn.execute("ROLLBACK")
+            cur.close()
+
     def resolve_role(self) -> None:
         """Raise PermissionRefused now if the session cannot act as the caller's role.
 
@@ -192,6 +225,41 @@ class ReadOnlySession:
             return None, run
         document = run.rows[0][0]
         return cast(dict[str, Any], document[0]["Plan"]), run
+
+    def explain_generic(self, statement: str, timeout_ms: int | None = None) -> tuple[dict[str, Any] | None, Run, int]:
+        """EXPLAIN the generic plan of a statement with `$n` parameters; returns (plan, run, parameter count).
+
+        PREPARE leaves the parameter types to PostgreSQL's inference; with plan_cache_mode =
+        force_generic_plan, EXECUTE with NULLs shows the plan that serves every value.
+        """
+        name = "laser_generic_plan"
+        start = time.perf_counter()
+        try:
+            with self.transaction(timeout_ms) as cur:
+                try:
+                    cur.execute(sql.SQL("PREPARE {} AS ").format(sql.Identifier(name))
+                                + sql.SQL(statement))  # type: ignore[arg-type]
+                    described = self._conn.pgconn.describe_prepared(name.encode())
+                    count = described.nparams
+                    cur.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+                    cur.execute(sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE {}{}").format(
+                        sql.Identifier(name),
+                        sql.SQL("({})".format(", ".join(["NULL"] * count)) if count else "")))
+                    row = cur.fetchone()
+                except errors.QueryCanceled:
+                    return None, Run(elapsed_ms=(time.perf_counter() - start) * 1000.0, timed_out=True), 0
+                except psycopg.OperationalError:
+                    raise
+                except psycopg.Error as exc:
+                    return None, _failed(start, exc), 0
+        finally:
+            if not self._conn.closed and not self._conn.broken:
+                if self._conn.execute("SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE name = %s",
+                                      (name,)).fetchone():
+                    self._conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
+        assert row is not None
+        run = Run(elapsed_ms=(time.perf_counter() - start) * 1000.0, rows=[row])
+        return cast(dict[str, Any], row[0][0]["Plan"]), run, count
 
     def _timed(self, cur: psycopg.Cursor[Any], statement: str, fetch: bool) -> Run:
         start = time.perf_counter()
@@ -235,3 +303,82 @@ def _failed(start: float, exc: psycopg.Error) -> Run:
             message=_message(exc),
         ),
     )
+
+
+class Scratch:
+    """The inside of `ReadOnlySession.scratch()`: temporary copies, then read-only work on them."""
+
+    def __init__(self, cur: psycopg.Cursor[Any], session: ReadOnlySession) -> None:
+        self._cur = cur
+        self._session = session
+        self._sealed = False
+        self._savepoints = 0
+
+    @property
+    def sealed(self) -> bool:
+        return self._sealed
+
+    @property
+    def broken(self) -> bool:
+        """The connection is gone: nothing more can run in this transaction."""
+        return self._session.connection.closed or self._session.connection.broken
+
+    def create_copy(self, source: sql.Composable, name: str) -> None:
+        """CREATE TEMPORARY TABLE `name` shaped like `source`: columns, defaults, generated
+        columns, NOT NULL, CHECK, primary key, unique and exclusion constraints (not its rows,
+        not its foreign keys). The only statement allowed before `seal()`."""
+        if self._sealed:
+            raise SessionError("temporary copies are created before the transaction is sealed")
+        statement = sql.SQL(
+            "CREATE TEMPORARY TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS"
+            " INCLUDING INDEXES INCLUDING GENERATED) ON COMMIT DROP"
+        ).format(sql.Identifier(name), source)
+        try:
+            with self.savepoint():
+                self._cur.execute(statement)
+        except errors.InsufficientPrivilege as exc:
+            raise PermissionRefused(_message(exc)) from None
+
+    def seal(self) -> None:
+        """From here on the transaction is READ ONLY: only temporary tables can still be written."""
+        self._cur.execute("SET LOCAL transaction_read_only = on")
+        self._sealed = True
+
+    def execute(self, statement: sql.Composable | str, params: Sequence[Any] | None = None,
+                timeout_ms: int | None = None) -> list[tuple[Any, ...]]:
+        """Run one statement (sealed only) and return its rows; psycopg errors propagate."""
+        if not self._sealed:
+            raise SessionError("seal() the scratch transaction before running statements in it")
+        if timeout_ms is not None:
+            self._cur.execute("SELECT set_config('statement_timeout', %s, true)", (str(int(timeout_ms)),))
+        self._cur.execute(cast(Any, statement), params, prepare=False)
+        return self._cur.fetchall() if self._cur.description is not None else []
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Undo everything inside on an exception (which propagates)."""
+        self._savepoints += 1
+        name = sql.Identifier(f"laser_sp{self._savepoints}")
+        self._cur.execute(sql.SQL("SAVEPOINT {}").format(name))
+        try:
+            yield
+        except BaseException:
+            if not self._session.connection.broken:
+                self._cur.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(name))
+            raise
+        self._cur.execute(sql.SQL("RELEASE SAVEPOINT {}").format(name))
+
+    def run(self, statement: str, timeout_ms: int) -> Run:
+        """Execute a query under a savepoint and a timeout, like `ReadOnlySession.run`."""
+        if not self._sealed:
+            raise SessionError("seal() the scratch transaction before running queries in it")
+        self._savepoints += 1
+        name = sql.Identifier(f"laser_sp{self._savepoints}")
+        self._cur.execute("SELECT set_config('statement_timeout', %s, true)", (str(int(timeout_ms)),))
+        self._cur.execute(sql.SQL("SAVEPOINT {}").format(name))
+        run = self._session._timed(self._cur, statement, fetch=True)
+        if run.error is not None or run.timed_out:
+            self._cur.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(name))
+        else:
+            self._cur.execute(sql.SQL("RELEASE SAVEPOINT {}").format(name))
+        return run

@@ -1,13 +1,15 @@
 """The verifier's runner: the checks in order, cheap before expensive, ending in a typed Outcome."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pglast import ast
 
-from sidecar.verify import equivalence, plans, textdiff, timing
+from sidecar.verify import differential, equivalence, parameters, plans, relations, textdiff, timing
 from sidecar.verify.guard import GuardError, guard
+from sidecar.verify.instances import InstanceConfig
+from sidecar.verify.parameters import Chosen
 from sidecar.verify.outcome import Outcome, OutcomeStatus
 from sidecar.verify.session import PermissionRefused, ReadOnlySession, Run
 
@@ -26,6 +28,10 @@ class VerifierConfig:
     """Below this normalized Levenshtein distance a rewrite is trivial (SPA)."""
     candidate_timeout_factor: float = 4.0
     """A candidate's timed runs are cut off at this multiple of the original's warm-up time."""
+    perturbed_instances: bool = True
+    """Also compare on perturbed copies of the referenced tables (NULLs, duplicates, empty tables…)."""
+    instances: InstanceConfig = field(default_factory=InstanceConfig)
+    """Size and number of the perturbed instances."""
 
     def __post_init__(self) -> None:
         if self.statement_timeout_ms <= 0:
@@ -51,9 +57,15 @@ class OriginalProfile:
     """What the verifier learned about the original once, reused for every candidate."""
 
     sql: str
+    """The text that runs: the original with any `$n` bound to `parameters`."""
     statement: ast.SelectStmt
     plan: dict[str, Any] | None
     warmup: Run
+    text: str = ""
+    """The original as given (with its `$n` placeholders, if any)."""
+    parameters: dict[int, Chosen] = field(default_factory=dict)
+    generic_plan: dict[str, Any] | None = None
+    """For a parameterized original: the generic plan, valid for every value."""
 
     @property
     def column_names(self) -> list[str]:
@@ -67,26 +79,63 @@ class Verifier:
         self.session = session
         self.config = config
 
-    def prepare(self, original: str) -> OriginalProfile:
+    def prepare(self, original: str, values: dict[int, str | None] | None = None) -> OriginalProfile:
         """Guard, EXPLAIN and run the original once (its warm-up).
+
+        An original with `$n` parameters must have a generic plan (that is its executability
+        check); it then runs with `values`, or with typical values taken from the columns the
+        parameters are compared with. Candidates are bound to the same values.
 
         Raises GuardError (refused), PermissionRefused (caller may not read it) or
         OriginalError (it does not run).
         """
         raw = guard(original)
+        generic_plan = None
+        chosen: dict[int, Chosen] = {}
+        text = original
+        if relations.parameter_numbers(raw.stmt):
+            generic_plan, explained, _ = self.session.explain_generic(original)
+            _raise_for_original(explained)
+            if values is None:
+                try:
+                    chosen = parameters.choose(self.session, raw.stmt)
+                except parameters.ParameterError as exc:
+                    raise OriginalError(str(exc)) from None
+            else:
+                chosen = {n: Chosen(v, "given") for n, v in values.items()}
+            try:
+                original = relations.bind(raw.stmt, {n: c.value for n, c in chosen.items()})
+            except KeyError as exc:
+                raise OriginalError(str(exc.args[0])) from None
+            raw = guard(original)
         plan, explained = self.session.explain(original)
         _raise_for_original(explained)
         warmup = self.session.run(original)
         _raise_for_original(warmup)
-        return OriginalProfile(sql=original, statement=raw.stmt, plan=plan, warmup=warmup)
+        return OriginalProfile(sql=original, statement=raw.stmt, plan=plan, warmup=warmup, text=text,
+                               parameters=chosen, generic_plan=generic_plan)
 
     def verify(self, original: OriginalProfile, candidate: str) -> Outcome:
         """All checks for one candidate; never raises for a bad candidate."""
         evidence: dict[str, Any] = {}
         try:
-            guard(candidate)
+            candidate_stmt = guard(candidate).stmt
         except GuardError as exc:
             return Outcome(OutcomeStatus.GUARD_REFUSED, str(exc))
+        used = relations.parameter_numbers(candidate_stmt)
+        if used or original.parameters:
+            unknown = sorted(set(used) - set(original.parameters))
+            if unknown:
+                return Outcome(OutcomeStatus.EXEC_ERROR,
+                               f"the candidate uses parameter ${unknown[0]}, which the original does not have")
+            _, explained, _ = self.session.explain_generic(candidate)
+            if explained.error is not None:
+                return Outcome(OutcomeStatus.EXEC_ERROR, explained.error.message,
+                               evidence={"sqlstate": explained.error.sqlstate, "stage": "explain (generic plan)"})
+            evidence["parameters"] = {f"${n}": {"value": c.value, "source": c.source}
+                                      for n, c in sorted(original.parameters.items())}
+            candidate = relations.bind(candidate_stmt, {n: c.value for n, c in original.parameters.items()})
+            candidate_stmt = guard(candidate).stmt
 
         plan, explained = self.session.explain(candidate)
         if explained.error is not None:
@@ -130,7 +179,20 @@ class Verifier:
             return Outcome(OutcomeStatus.UNVERIFIABLE, comparison.reason, evidence=evidence)
         if not comparison.equal:
             evidence["equivalence"]["examples"] = comparison.examples
-            return Outcome(OutcomeStatus.NOT_EQUIVALENT, comparison.reason, evidence=evidence)
+            counterexample = {"instance": "live data", "difference": comparison.reason,
+                              "examples": comparison.examples}
+            return Outcome(OutcomeStatus.NOT_EQUIVALENT, comparison.reason, evidence=evidence,
+                           counterexample=counterexample)
+
+        if self.config.perturbed_instances:
+            report = differential.check(self.session, original.sql, original.statement, candidate,
+                                        candidate_stmt, order, self.config.instances)
+            evidence["perturbed_instances"] = report.to_json()
+            if report.counterexample is not None:
+                cx = report.counterexample
+                return Outcome(OutcomeStatus.NOT_EQUIVALENT,
+                               f"differs on a perturbed instance ({cx['instance']}): {cx['difference']}",
+                               evidence=evidence, counterexample=cx)
 
         distance = textdiff.normalized_edit_distance(original.sql, candidate, self.config.min_edit_distance)
         evidence["edit_distance"] = round(distance, 4)

@@ -1,0 +1,280 @@
+"""What a query reads, from its parse tree: table references, join links, literal and parameter comparisons.
+
+Pure functions over pglast trees. The perturbed-instance check uses them to know which tables to
+copy, how rows of those tables meet (so samples keep join partners), which values sit on the
+query's boundaries, and to point a query at the copies (`redirect`).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TypeVar
+
+import pglast
+from pglast import ast, enums, stream, visitors
+
+_N = TypeVar("_N", bound=ast.Node)
+
+TableName = tuple[str | None, str]
+"""(schema or None, relation) as written in the query."""
+
+
+@dataclass(frozen=True)
+class ColumnMention:
+    """A column as written: `qualifier` is the alias or table name in front of it, if any."""
+
+    qualifier: str | None
+    column: str
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """`column <op> value` in a predicate; `value` is a literal's SQL text or a parameter `$n`."""
+
+    column: ColumnMention
+    operator: str
+    value: str
+    parameter: int | None = None
+
+
+@dataclass(frozen=True)
+class QueryRelations:
+    """Everything `relations()` learns from one statement."""
+
+    tables: tuple[TableName, ...]
+    aliases: dict[str, TableName]
+    """Alias (or bare table name) -> table, for aliases that mean one table throughout the query."""
+    links: tuple[tuple[ColumnMention, ColumnMention], ...]
+    """Column pairs compared with `=` (join conditions, correlations)."""
+    comparisons: tuple[Comparison, ...]
+    filters: tuple[tuple[str, str], ...] = ()
+    """(alias, predicate SQL): the conjunction of a scope's WHERE/ON conditions on that alias alone."""
+
+
+def relations(statement: ast.Node) -> QueryRelations:
+    """Read tables, aliases, equality links and literal comparisons from a parsed statement.
+
+    >>> r = relations(pglast.parse_sql(
+    ...     "WITH recent AS (SELECT * FROM orders WHERE created_at >= DATE '2024-01-01') "
+    ...     "SELECT u.id FROM users u JOIN recent r ON r.user_id = u.id "
+    ...     "WHERE u.country IN ('DE', 'FR') AND u.id = $1")[0].stmt)
+    >>> r.tables
+    ((None, 'users'), (None, 'orders'))
+    >>> r.aliases['u'], 'r' in r.aliases
+    ((None, 'users'), False)
+    >>> [(a.qualifier, a.column, b.qualifier, b.column) for a, b in r.links]
+    [('r', 'user_id', 'u', 'id')]
+    >>> [(c.column.column, c.operator, c.value, c.parameter) for c in r.comparisons]
+    [('country', '=', "'DE'", None), ('country', '=', "'FR'", None), ('id', '=', '$1', 1), ('created_at', '>=', "CAST('2024-01-01' AS date)", None)]
+    """
+    ctes = _cte_names(statement)
+    tables: list[TableName] = []
+    alias_targets: dict[str, set[TableName]] = {}
+    for node in _nodes(statement, ast.RangeVar):
+        if node.schemaname is None and node.relname in ctes:
+            continue
+        name: TableName = (node.schemaname, node.relname)
+        if name not in tables:
+            tables.append(name)
+        alias = node.alias.aliasname if node.alias is not None else node.relname
+        alias_targets.setdefault(alias, set()).add(name)
+    aliases = {a: next(iter(t)) for a, t in alias_targets.items() if len(t) == 1}
+
+    links: list[tuple[ColumnMention, ColumnMention]] = []
+    comparisons: list[Comparison] = []
+    for expr in _nodes(statement, ast.A_Expr):
+        _read_predicate(expr, links, comparisons)
+    filters = [f for select in _nodes(statement, ast.SelectStmt) for f in _local_filters(select)]
+    return QueryRelations(tuple(tables), aliases, tuple(links), tuple(comparisons), tuple(dict.fromkeys(filters)))
+
+
+def _local_filters(select: ast.SelectStmt) -> list[tuple[str, str]]:
+    """Conditions of one SELECT that read one table alias only, ANDed per alias.
+
+    >>> _local_filters(pglast.parse_sql("SELECT 1 FROM t a JOIN u b ON b.x = a.x AND b.ok "
+    ...     "WHERE a.n = 10 AND a.m > 2 AND b.k IN (SELECT 1) AND a.n + b.x > 0")[0].stmt)
+    [('b', 'b.ok'), ('a', 'a.n = 10 AND a.m > 2')]
+    >>> _local_filters(pglast.parse_sql("SELECT 1 FROM t WHERE n = 10")[0].stmt)
+    [('t', 'n = 10')]
+    """
+    conjuncts: list[ast.Node] = []
+    sources: list[str] = []
+
+    def from_item(item: object) -> None:
+        if isinstance(item, ast.RangeVar):
+            sources.append(item.alias.aliasname if item.alias is not None else item.relname)
+        elif isinstance(item, ast.JoinExpr):
+            from_item(item.larg)
+            from_item(item.rarg)
+            if item.quals is not None and item.jointype == enums.JoinType.JOIN_INNER:
+                conjuncts.extend(_conjuncts(item.quals))
+        else:
+            sources.append("")  # a subquery or function: unqualified columns are ambiguous
+
+    for item in select.fromClause or ():
+        from_item(item)
+    if select.whereClause is not None:
+        conjuncts.extend(_conjuncts(select.whereClause))
+    grouped: dict[str, list[str]] = {}
+    for conjunct in conjuncts:
+        if any(isinstance(n, (ast.SubLink, ast.ParamRef)) for n in _walk(conjunct)):
+            continue
+        mentions = [_column(n) for n in _walk(conjunct) if isinstance(n, ast.ColumnRef)]
+        if not mentions or any(m is None for m in mentions):
+            continue
+        qualifiers = {m.qualifier for m in mentions if m is not None}
+        if qualifiers == {None} and len(sources) == 1 and sources[0]:
+            alias = sources[0]
+        elif len(qualifiers) == 1 and None not in qualifiers:
+            alias = next(iter(qualifiers))  # type: ignore[assignment]
+        else:
+            continue
+        grouped.setdefault(alias, []).append(str(stream.RawStream()(conjunct)))
+    return [(alias, " AND ".join(parts)) for alias, parts in grouped.items()]
+
+
+def _conjuncts(node: ast.Node) -> list[ast.Node]:
+    if isinstance(node, ast.BoolExpr) and node.boolop == enums.BoolExprType.AND_EXPR:
+        return [c for arg in node.args for c in _conjuncts(arg)]
+    return [node]
+
+
+def redirect(statement: ast.Node, target: Callable[[TableName], TableName | None]) -> str:
+    """SQL text of `statement` with every table reference for which `target` gives a new name replaced.
+
+    A replaced reference keeps its alias (or gets its old name as alias), so column references
+    stay valid. CTE references are left alone. The tree passed in is not modified.
+
+    >>> stmt = pglast.parse_sql("SELECT orders.id FROM public.orders JOIN users u ON u.id = orders.user_id")[0].stmt
+    >>> redirect(stmt, lambda t: ("pg_temp", "copy_" + t[1]))
+    'SELECT orders.id FROM pg_temp.copy_orders AS orders INNER JOIN pg_temp.copy_users AS u ON u.id = orders.user_id'
+    >>> redirect(pglast.parse_sql("WITH users AS (SELECT 1 AS id) SELECT id FROM users")[0].stmt, lambda t: ("s", "x"))
+    'WITH users AS (SELECT 1 AS id) SELECT id FROM users'
+    """
+    tree = pglast.parse_sql(stream.RawStream()(statement))[0].stmt  # a private copy
+    ctes = _cte_names(tree)
+
+    class _Redirect(visitors.Visitor):  # type: ignore[misc]
+        def visit_RangeVar(self, ancestors: object, node: ast.RangeVar) -> ast.RangeVar | None:
+            if node.schemaname is None and node.relname in ctes:
+                return None
+            new = target((node.schemaname, node.relname))
+            if new is None:
+                return None
+            return ast.RangeVar(schemaname=new[0], relname=new[1], inh=node.inh,
+                                relpersistence=node.relpersistence,
+                                alias=node.alias or ast.Alias(aliasname=node.relname))
+
+    _Redirect()(tree)
+    return str(stream.RawStream()(tree))
+
+
+def parameter_numbers(statement: ast.Node) -> list[int]:
+    """The `$n` placeholders a statement uses, sorted.
+
+    >>> parameter_numbers(pglast.parse_sql("SELECT * FROM t WHERE a = $2 OR b = $1 OR c = $2")[0].stmt)
+    [1, 2]
+    """
+    return sorted({p.number for p in _nodes(statement, ast.ParamRef)})
+
+
+def bind(statement: ast.Node, values: dict[int, str | None]) -> str:
+    """SQL text of `statement` with each `$n` replaced by the literal `values[n]` (None: NULL).
+
+    A quoted literal has no type of its own, so PostgreSQL infers it from the context exactly as
+    it infers a parameter's type.
+
+    >>> bind(pglast.parse_sql("SELECT * FROM t WHERE a = $1 AND b > $2")[0].stmt, {1: "it's", 2: None})
+    "SELECT * FROM t WHERE a = 'it''s' AND b > NULL"
+    """
+    tree = pglast.parse_sql(stream.RawStream()(statement))[0].stmt
+
+    class _Bind(visitors.Visitor):  # type: ignore[misc]
+        def visit_ParamRef(self, ancestors: object, node: ast.ParamRef) -> ast.A_Const:
+            if node.number not in values:
+                raise KeyError(f"no value for parameter ${node.number}")
+            value = values[node.number]
+            if value is None:
+                return ast.A_Const(isnull=True)
+            return ast.A_Const(isnull=False, val=ast.String(sval=value))
+
+    _Bind()(tree)
+    return str(stream.RawStream()(tree))
+
+
+def _cte_names(statement: ast.Node) -> set[str]:
+    return {cte.ctename for cte in _nodes(statement, ast.CommonTableExpr)}
+
+
+def _nodes(root: ast.Node, kind: type[_N]) -> Iterator[_N]:
+    for node in _walk(root):
+        if isinstance(node, kind):
+            yield node
+
+
+def _walk(node: object) -> Iterator[object]:
+    """Every node under `node`, pre-order (attribute order, not text order)."""
+    if isinstance(node, (tuple, list)):
+        for item in node:
+            yield from _walk(item)
+        return
+    if not isinstance(node, ast.Node):
+        return
+    yield node
+    for name in node:  # pglast nodes iterate over their attribute names
+        yield from _walk(getattr(node, name))
+
+
+def _column(node: object) -> ColumnMention | None:
+    while isinstance(node, ast.TypeCast):
+        node = node.arg
+    if not isinstance(node, ast.ColumnRef):
+        return None
+    names = [f.sval for f in node.fields if isinstance(f, ast.String)]
+    if len(names) != len(node.fields) or not 1 <= len(names) <= 2:
+        return None
+    return ColumnMention(names[0] if len(names) == 2 else None, names[-1])
+
+
+def _value(node: object) -> tuple[str, int | None] | None:
+    if isinstance(node, ast.ParamRef):
+        return f"${node.number}", node.number
+    bare = node.arg if isinstance(node, ast.TypeCast) else node
+    if isinstance(bare, ast.A_Const) and not bare.isnull:
+        return str(stream.RawStream()(node)), None
+    return None
+
+
+_FLIPPED = {"<": ">", ">": "<", "<=": ">=", ">=": "<=", "=": "=", "<>": "<>", "!=": "<>"}
+
+
+def _read_predicate(expr: ast.A_Expr, links: list[tuple[ColumnMention, ColumnMention]],
+                    comparisons: list[Comparison]) -> None:
+    op = expr.name[-1].sval if expr.name else ""
+    kind = expr.kind
+    if kind == enums.A_Expr_Kind.AEXPR_OP and op in _FLIPPED:
+        left, right = _column(expr.lexpr), _column(expr.rexpr)
+        if left is not None and right is not None:
+            if op == "=":
+                links.append((left, right))
+            return
+        for column, other, operator in ((left, expr.rexpr, op), (right, expr.lexpr, _FLIPPED[op])):
+            value = _value(other)
+            if column is not None and value is not None:
+                comparisons.append(Comparison(column, operator, value[0], value[1]))
+        return
+    column = _column(expr.lexpr)
+    if column is None or not isinstance(expr.rexpr, (tuple, list)):
+        return
+    if kind == enums.A_Expr_Kind.AEXPR_IN:
+        operator = "=" if op == "=" else "<>"
+        for item in expr.rexpr:
+            value = _value(item)
+            if value is not None:
+                comparisons.append(Comparison(column, operator, value[0], value[1]))
+    elif kind in (enums.A_Expr_Kind.AEXPR_BETWEEN, enums.A_Expr_Kind.AEXPR_NOT_BETWEEN,
+                  enums.A_Expr_Kind.AEXPR_BETWEEN_SYM, enums.A_Expr_Kind.AEXPR_NOT_BETWEEN_SYM):
+        for item, operator in zip(expr.rexpr, (">=", "<="), strict=False):
+            value = _value(item)
+            if value is not None:
+                comparisons.append(Comparison(column, operator, value[0], value[1]))
