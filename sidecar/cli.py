@@ -139,14 +139,47 @@ def cmd_rewrite(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    request = laser_pb2.VerifyRequest(original=_read(args.original), candidate=_read(args.candidate),
-                                      target=_target(args.dsn))
-    reply = _call(_sidecar_address(args), "Verify", request, args.timeout_ms / 1000.0)
-    outcome = json.loads(reply.outcome.evidence_json)
+    original, candidate = _read(args.original), _read(args.candidate)
+    if args.local:
+        outcome = _verify_here(args.dsn, original, candidate, args.timeout_ms)
+    else:
+        request = laser_pb2.VerifyRequest(original=original, candidate=candidate, target=_target(args.dsn))
+        reply = _call(_sidecar_address(args), "Verify", request, args.timeout_ms / 1000.0)
+        outcome = json.loads(reply.outcome.evidence_json)
     if args.json:
         print(json.dumps(outcome, indent=2))
     else:
         print(f"{outcome['status']}: {outcome['detail']}")
+    return 0
+
+
+def _verify_here(dsn: str, original: str, candidate: str, timeout_ms: int) -> dict[str, Any]:
+    """Verify in this process, connected with `dsn` (its role's privileges apply): no sidecar needed."""
+    from sidecar.verify import ReadOnlySession, Verifier, VerifierConfig
+    from sidecar.verify.guard import GuardError
+    from sidecar.verify.verifier import OriginalError
+
+    config = VerifierConfig(statement_timeout_ms=min(timeout_ms, 300_000))
+    try:
+        with ReadOnlySession.connect(dsn, None, statement_timeout_ms=config.statement_timeout_ms) as session:
+            verifier = Verifier(session, config)
+            return verifier.verify(verifier.prepare(original), candidate).to_json()
+    except (GuardError, OriginalError) as exc:
+        raise RuntimeError(f"the original query cannot be verified against: {exc}") from None
+
+
+def cmd_bench_verifier(args: argparse.Namespace) -> int:
+    from sidecar import verifier_bench
+
+    cluster = LocalCluster.default()
+    print("starting the local PostgreSQL cluster ...", flush=True)
+    db_up(cluster)
+    workers = [int(w) for w in args.workers.split(",")]
+    out = Path(args.out) if args.out else cluster.state_dir / "bench" / "verifier.json"
+    report = verifier_bench.run(cluster, workers, args.repeat, out)
+    print()
+    print(verifier_bench.format_report(report))
+    print(f"\nfull report: {out}")
     return 0
 
 
@@ -178,10 +211,19 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("--original", required=True, help="file with the original query")
             p.add_argument("--candidate", required=True, help="file with the candidate rewrite")
+            p.add_argument("--local", action="store_true",
+                           help="verify in this process with the DSN's role, without a sidecar")
             p.set_defaults(func=cmd_verify)
         p.add_argument("--json", action="store_true", help="print the full evidence as JSON")
         p.add_argument("--sidecar", help=f"sidecar address (default $LASER_SIDECAR_ADDRESS or {DEFAULT_SIDECAR})")
         p.add_argument("--timeout-ms", type=int, default=300_000)
+
+    bv = sub.add_parser("bench-verifier", help="measure verifier overhead and parallel-pool throughput "
+                                               "on the SQL-pair fixtures (local cluster)")
+    bv.add_argument("--workers", default="1,2,4", help="pool sizes to measure, comma-separated")
+    bv.add_argument("--repeat", type=int, default=2, help="times each pair is queued for the pool")
+    bv.add_argument("--out", help="JSON report path (default: <state dir>/bench/verifier.json)")
+    bv.set_defaults(func=cmd_bench_verifier)
     return parser
 
 

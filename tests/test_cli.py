@@ -48,6 +48,22 @@ def test_verify_json(sidecar: str, demo_dsn: str, tmp_path: Path) -> None:
     outcome = json.loads(done.stdout)
     assert outcome["status"] == "not_equivalent"
     assert {"speedup", "original_ms", "candidate_ms"} <= set(outcome)
+    assert outcome["counterexample"]["instance"] == "live data"
+
+
+def test_verify_json_counterexample_beyond_live_data(sidecar: str, demo_dsn: str, tmp_path: Path) -> None:
+    """Through the sidecar and in-process alike: a perturbed instance tells the two apart."""
+    (tmp_path / "q.sql").write_text("SELECT count(*) AS n FROM orders o WHERE o.created_at >= '2024-01-01'")
+    (tmp_path / "r.sql").write_text("SELECT count(*) AS n FROM orders o WHERE o.created_at > '2024-01-01'")
+    common = ("verify", "--dsn", demo_dsn, "--original", str(tmp_path / "q.sql"),
+              "--candidate", str(tmp_path / "r.sql"), "--json")
+    for extra in (("--sidecar", sidecar), ("--local",)):
+        done = laser(*common, *extra)
+        assert done.returncode == 0, done.stderr
+        outcome = json.loads(done.stdout)
+        assert outcome["status"] == "not_equivalent", outcome
+        assert outcome["counterexample"]["instance"] == "boundaries"
+        assert outcome["counterexample"]["tables"]["public.orders"]["row_count"] == 1
 
 
 @pytest.mark.slow

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from sidecar.localdb import LocalCluster
+from sidecar.verifier_bench import ensure_fixture_database
 from sidecar.verify import OutcomeStatus, ReadOnlySession, Verifier, VerifierConfig
 from sidecar.verify.pairs import Pair, load_pairs
 
 FIXTURES = Path(__file__).resolve().parent.parent / "sql" / "verifier"
-DATABASE = "laser_fixtures"
 
 
 EQUIVALENT = load_pairs(FIXTURES / "equivalent.sql")
@@ -33,11 +33,7 @@ def test_fixture_files_are_large_enough() -> None:
 
 @pytest.fixture(scope="module")
 def fixtures_dsn(cluster: LocalCluster) -> str:
-    exists = cluster.psql("-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'").stdout.strip()
-    if not exists:
-        cluster.psql("-c", f"CREATE DATABASE {DATABASE}")
-    cluster.psql("-f", "-", dbname=DATABASE, stdin=(FIXTURES / "schema.sql").read_text())
-    return cluster.dsn(DATABASE, "shop")
+    return ensure_fixture_database(cluster, reload=True)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,129 @@
+"""Parallel verification: a pool of worker processes, each with its own read-only database session.
+
+Training scores many candidates per step (a GRPO group per query); the pool verifies them side by
+side. Each worker is a separate process with its own connection, so a worker that fails or is
+cancelled by a timeout affects only its own job; every statement is bounded by the session's
+statement_timeout. Workers keep the profiles of recently seen originals, so a group of candidates
+for one query pays for the original's warm-up once per worker.
+
+Latencies measured while workers run side by side share the machine: use them for rewards and
+throughput, and a single worker (or the sidecar) for speedups you report.
+"""
+from __future__ import annotations
+
+import multiprocessing
+from collections import OrderedDict
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from sidecar.verify.guard import GuardError
+from sidecar.verify.outcome import Outcome, OutcomeStatus
+from sidecar.verify.session import ReadOnlySession, SessionError
+from sidecar.verify.verifier import OriginalError, OriginalProfile, Verifier, VerifierConfig
+
+PROFILES_KEPT = 32
+
+
+@dataclass(frozen=True)
+class Job:
+    """One candidate to verify against one original (with values for `$n`, if it has any)."""
+
+    original: str
+    candidate: str
+    values: tuple[tuple[int, str | None], ...] = ()
+
+
+class VerifierPool:
+    """`workers` processes verifying jobs in parallel; results come back in the order of the jobs.
+
+    >>> VerifierPool("dbname=x", workers=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: workers must be between 1 and 64
+    """
+
+    def __init__(self, dsn: str, role: str | None = None, workers: int = 2,
+                 config: VerifierConfig = VerifierConfig()) -> None:
+        if not 1 <= workers <= 64:
+            raise ValueError("workers must be between 1 and 64")
+        self.workers = workers
+        self._executor = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(dsn, role, config),
+        )
+
+    def verify_many(self, jobs: Iterable[Job]) -> list[Outcome]:
+        """Verify every job; a job that cannot be verified comes back as an outcome, never raises."""
+        batch = list(jobs)
+        chunk = max(1, len(batch) // (self.workers * 4))
+        return list(self._executor.map(_verify_job, batch, chunksize=chunk))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> VerifierPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- inside a worker process --------------------------------------------------------------------
+
+_verifier: Verifier | None = None
+_profiles: OrderedDict[tuple[str, tuple[tuple[int, str | None], ...]], OriginalProfile | Outcome] = OrderedDict()
+
+
+def _start_worker(dsn: str, role: str | None, config: VerifierConfig) -> None:
+    global _verifier
+    session = ReadOnlySession.connect(dsn, role, statement_timeout_ms=config.statement_timeout_ms)
+    _verifier = Verifier(session, config)
+
+
+def _verify_job(job: Job) -> Outcome:
+    assert _verifier is not None, "worker not started"
+    key = (job.original, job.values)
+    profile = _profiles.get(key)
+    if profile is None:
+        profile = _prepare(_verifier, job)
+        _profiles[key] = profile
+        while len(_profiles) > PROFILES_KEPT:
+            _profiles.popitem(last=False)
+    else:
+        _profiles.move_to_end(key)
+    if isinstance(profile, Outcome):
+        return profile
+    try:
+        return _verifier.verify(profile, job.candidate)
+    except SessionError as exc:
+        return Outcome(OutcomeStatus.UNVERIFIABLE, f"the database session failed: {exc}")
+
+
+def _prepare(verifier: Verifier, job: Job) -> OriginalProfile | Outcome:
+    """The original's profile, or the outcome every candidate of a broken original gets."""
+    values: dict[int, str | None] | None = dict(job.values) if job.values else None
+    try:
+        return verifier.prepare(job.original, values)
+    except GuardError as exc:
+        return Outcome(OutcomeStatus.UNVERIFIABLE, f"the original is refused: {exc}")
+    except OriginalError as exc:
+        return Outcome(OutcomeStatus.UNVERIFIABLE, f"the original does not run: {exc}",
+                       evidence={"sqlstate": exc.sqlstate})
+    except SessionError as exc:
+        return Outcome(OutcomeStatus.UNVERIFIABLE, f"the database session failed: {exc}")
+
+
+def outcome_counts(outcomes: Iterable[Outcome]) -> dict[str, Any]:
+    """How many outcomes of each status (for progress lines and reports).
+
+    >>> outcome_counts([Outcome(OutcomeStatus.FASTER), Outcome(OutcomeStatus.FASTER), Outcome(OutcomeStatus.SLOWER)])
+    {'faster': 2, 'slower': 1}
+    """
+    counts: dict[str, Any] = {}
+    for outcome in outcomes:
+        counts[outcome.status.value] = counts.get(outcome.status.value, 0) + 1
+    return counts
