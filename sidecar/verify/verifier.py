@@ -143,7 +143,9 @@ class Verifier:
                            evidence={"sqlstate": explained.error.sqlstate, "stage": "explain"})
         evidence["plan_after"] = plans.render(plan)
         evidence["plan_before"] = plans.render(original.plan)
-        evidence["plan_changed"] = plans.signature(plan) != plans.signature(original.plan)
+        divergence = plans.divergence(original.plan, plan)
+        evidence["plan_changed"] = divergence.changed
+        evidence["plan_divergence"] = {"score": round(divergence.score, 4), "differences": divergence.differences}
         evidence["cost_before"] = plans.total_cost(original.plan)
         evidence["cost_after"] = plans.total_cost(plan)
 
