@@ -35,8 +35,8 @@ def demo_queries(directory: Path = DEMO_DIR / "queries") -> list[DemoQuery]:
     return queries
 
 
-def ensure_demo_database(cluster: LocalCluster, reload: bool = False) -> None:
-    """Role `shop`, database `laser_demo` owned by it, the data, and the extensions."""
+def ensure_demo_role(cluster: LocalCluster) -> None:
+    """The plain login role `shop` the demo and the verifier fixtures run as."""
     cluster.psql("-c", f"""
 DO $$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{DEMO_ROLE}') THEN
@@ -44,6 +44,11 @@ DO $$ BEGIN
   END IF;
 END $$;
 """)
+
+
+def ensure_demo_database(cluster: LocalCluster, reload: bool = False) -> None:
+    """Role `shop`, database `laser_demo` owned by it, the data, and the extensions."""
+    ensure_demo_role(cluster)
     exists = cluster.psql("-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{DEMO_DB}'").stdout.strip()
     if not exists:
         cluster.psql("-c", f"CREATE DATABASE {DEMO_DB} OWNER {DEMO_ROLE}")

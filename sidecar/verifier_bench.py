@@ -27,13 +27,7 @@ TIMED = frozenset({"faster", "slower", "no_change"})
 
 def ensure_fixture_database(cluster: LocalCluster, reload: bool = False) -> str:
     """Create and load the fixture database (once); return a DSN for the plain role `shop`."""
-    cluster.psql("-c", f"""
-DO $$ BEGIN
-  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{demo.DEMO_ROLE}') THEN
-    CREATE ROLE {demo.DEMO_ROLE} LOGIN;
-  END IF;
-END $$;
-""")
+    demo.ensure_demo_role(cluster)
     exists = cluster.psql("-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{FIXTURE_DB}'").stdout.strip()
     if not exists:
         cluster.psql("-c", f"CREATE DATABASE {FIXTURE_DB}")

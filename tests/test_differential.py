@@ -124,3 +124,21 @@ def test_parameter_without_a_column_is_a_clear_error(verifier: Verifier) -> None
         verifier.prepare("SELECT $1::int + 1 AS x")
     with pytest.raises(OriginalError, match="does not exist"):
         verifier.prepare("SELECT * FROM no_such_table WHERE a = $1")
+
+
+def test_caller_without_temp_privilege_gets_live_data_verdict_and_the_reason(cluster, admin_dsn: str) -> None:
+    """Perturbed instances need CREATE TEMP; without it the verdict rests on live data and says so."""
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'laser_notemp'").fetchone():
+            conn.execute("CREATE DATABASE laser_notemp")
+        conn.execute("REVOKE TEMPORARY ON DATABASE laser_notemp FROM PUBLIC")
+    with psycopg.connect(cluster.dsn("laser_notemp"), autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS t (id int PRIMARY KEY, v int)")
+        conn.execute("INSERT INTO t SELECT g, g % 7 FROM generate_series(1, 50) g ON CONFLICT DO NOTHING")
+        conn.execute("GRANT SELECT ON t TO shop")
+    with ReadOnlySession.connect(cluster.dsn("laser_notemp", "shop"), None) as session:
+        verifier = Verifier(session, VerifierConfig(timed_runs=1))
+        outcome = verifier.verify(verifier.prepare("SELECT count(*) AS n FROM t WHERE v = 3"),
+                                  "SELECT count(id) AS n FROM t WHERE v = 3")
+    assert outcome.equivalent
+    assert "permission denied to create temporary tables" in outcome.evidence["perturbed_instances"]["skipped"]

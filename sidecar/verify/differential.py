@@ -10,11 +10,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
 from pglast import ast
 
 from sidecar.verify import equivalence, relations, tablefacts
 from sidecar.verify.instances import Boundary, Focus, Instance, InstanceBuilder, InstanceConfig, Link, jsonable
-from sidecar.verify.session import PermissionRefused, ReadOnlySession, Run, Scratch, SessionError
+from sidecar.verify.session import DatabaseUnavailable, PermissionRefused, ReadOnlySession, Run, Scratch, SessionError
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,13 @@ def check(session: ReadOnlySession, original: str, original_stmt: ast.Node, cand
             report = _try_instances(scratch, builder, queries, order, config, shrink_probes)
     except PermissionRefused as exc:
         return DifferentialReport(skipped=f"no perturbed instances: {exc}")
+    except DatabaseUnavailable:
+        raise
     except SessionError as exc:
-        return DifferentialReport(skipped=str(exc))
+        return DifferentialReport(skipped=f"no perturbed instances: {exc}")
+    except psycopg.Error as exc:
+        # e.g. a temporary copy the server refuses; the live-data verdict stands, and says so.
+        return DifferentialReport(skipped=f"no perturbed instances: {exc.diag.message_primary or exc}")
     return DifferentialReport(report.tried, report.counterexample, report.skipped,
                               (time.perf_counter() - start) * 1000.0)
 

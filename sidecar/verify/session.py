@@ -129,28 +129,8 @@ class ReadOnlySession:
     @contextmanager
     def transaction(self, timeout_ms: int | None = None) -> Iterator[psycopg.Cursor[Any]]:
         """A REPEATABLE READ, READ ONLY transaction as the caller's role; always rolled back."""
-        cur = self._conn.cursor()
-        try:
-            cur.execute("BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            try:
-                if self.role:
-                    cur.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(self.role)))
-                cur.execute(
-                    "SELECT set_config('statement_timeout', %s, true),"
-                    " set_config('lock_timeout', %s, true)",
-                    (str(int(timeout_ms or self.statement_timeout_ms)), str(self.lock_timeout_ms)),
-                )
-            except errors.InsufficientPrivilege:
-                raise PermissionRefused(self._role_refusal()) from None
-            except errors.InvalidParameterValue:
-                raise PermissionRefused(f"role {self.role!r} does not exist") from None
+        with self._transaction("READ ONLY", timeout_ms) as cur:
             yield cur
-        except psycopg.OperationalError as exc:
-            raise DatabaseUnavailable(f"the database connection failed: {exc}".strip()) from None
-        finally:
-            if not self._conn.closed and not self._conn.broken:
-                self._conn.execute("ROLLBACK")
-            cur.close()
 
     @contextmanager
     def scratch(self, timeout_ms: int | None = None) -> Iterator[Scratch]:
@@ -160,10 +140,15 @@ class ReadOnlySession:
         else runs until `Scratch.seal()` makes it READ ONLY, after which only temporary tables can be
         written. Raises PermissionRefused when the caller may not create temporary tables.
         """
+        with self._transaction("READ WRITE", timeout_ms) as cur:
+            yield Scratch(cur, self)
+
+    @contextmanager
+    def _transaction(self, access: str, timeout_ms: int | None) -> Iterator[psycopg.Cursor[Any]]:
         cur = self._conn.cursor()
         try:
-            cur.execute("BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ WRITE")
             try:
+                cur.execute(sql.SQL("BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ {}").format(sql.SQL(access)))
                 if self.role:
                     cur.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(self.role)))
                 cur.execute(
@@ -175,9 +160,9 @@ class ReadOnlySession:
                 raise PermissionRefused(self._role_refusal()) from None
             except errors.InvalidParameterValue:
                 raise PermissionRefused(f"role {self.role!r} does not exist") from None
-            except errors.ReadOnlySqlTransaction as exc:
-                raise SessionError(f"temporary copies are impossible here: {_message(exc)}") from None
-            yield Scratch(cur, self)
+            except errors.ReadOnlySqlTransaction as exc:  # READ WRITE on a standby
+                raise SessionError(f"no writable transaction here: {_message(exc)}") from None
+            yield cur
         except psycopg.OperationalError as exc:
             raise DatabaseUnavailable(f"the database connection failed: {exc}".strip()) from None
         finally:
