@@ -7,9 +7,11 @@ on their own (warm-up and timed runs for pairs that get timed; one run each othe
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import time
+from collections import Counter
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -63,7 +65,7 @@ def measure_overhead(dsn: str, pairs: list[Pair], config: VerifierConfig, progre
     overhead = [r["overhead_ms"] for r in rows]
     return {
         "pairs": len(rows),
-        "statuses": outcome_counts_from(rows),
+        "statuses": dict(Counter(r["status"] for r in rows)),
         "verify_ms_median": statistics.median(r["verify_ms"] for r in rows),
         "execution_ms_median": statistics.median(r["execution_ms"] for r in rows),
         "overhead_ms_median": statistics.median(overhead),
@@ -72,13 +74,6 @@ def measure_overhead(dsn: str, pairs: list[Pair], config: VerifierConfig, progre
         "perturbed_ms_median": statistics.median(r["perturbed_ms"] for r in rows),
         "rows": rows,
     }
-
-
-def outcome_counts_from(rows: list[dict[str, Any]]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r["status"]] = counts.get(r["status"], 0) + 1
-    return counts
 
 
 def measure_pool(dsn: str, pairs: list[Pair], config: VerifierConfig, workers: list[int], repeat: int,
@@ -113,7 +108,7 @@ def run(cluster: LocalCluster, workers: list[int], repeat: int, out: Path | None
         print(f"verifier benchmark: {len(pairs)} pairs from {PAIRS_DIR.relative_to(project_root())}", flush=True)
     report = {
         "date": date.today().isoformat(),
-        "machine": f"{platform.machine()}, {_cpus()} CPUs, {platform.system()} {platform.release()}",
+        "machine": f"{platform.machine()}, {os.cpu_count() or 1} CPUs, {platform.system()} {platform.release()}",
         "database": f"{FIXTURE_DB} (sql/verifier/schema.sql), PostgreSQL local cluster",
         "config": {"timed_runs": config.timed_runs, "perturbed_instances": config.perturbed_instances,
                    "max_instances": config.instances.max_instances, "sample_rows": config.instances.sample_rows},
@@ -124,11 +119,6 @@ def run(cluster: LocalCluster, workers: list[int], repeat: int, out: Path | None
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2))
     return report
-
-
-def _cpus() -> int:
-    import os
-    return os.cpu_count() or 1
 
 
 def format_report(report: dict[str, Any]) -> str:

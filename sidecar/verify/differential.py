@@ -38,16 +38,9 @@ class DifferentialReport:
         return out
 
 
-@dataclass(frozen=True)
-class _Query:
-    sql: str
-    stmt: ast.Node
-
-
-def check(session: ReadOnlySession, original: str, original_stmt: ast.Node, candidate: str,
-          candidate_stmt: ast.Node, order: equivalence.OrderSpec,
+def check(session: ReadOnlySession, original_stmt: ast.Node, candidate_stmt: ast.Node, order: equivalence.OrderSpec,
           config: InstanceConfig = InstanceConfig(), shrink_probes: int = 60) -> DifferentialReport:
-    """Compare `original` and `candidate` on perturbed instances; never raises for a bad candidate."""
+    """Compare the original and the candidate on perturbed instances; never raises for a bad candidate."""
     start = time.perf_counter()
     q, r = relations.relations(original_stmt), relations.relations(candidate_stmt)
     names = list(dict.fromkeys(q.tables + r.tables))
@@ -75,8 +68,7 @@ def check(session: ReadOnlySession, original: str, original_stmt: ast.Node, cand
         oid = oids.get(name)
         return ("pg_temp", InstanceBuilder.instance_table(facts[oid])) if oid else None
 
-    queries = (_Query(relations.redirect(original_stmt, target), original_stmt),
-               _Query(relations.redirect(candidate_stmt, target), candidate_stmt))
+    queries = (relations.redirect(original_stmt, target), relations.redirect(candidate_stmt, target))
     try:
         with session.scratch() as scratch:
             builder = InstanceBuilder(scratch, tables, links, boundaries, config, focus)
@@ -96,11 +88,11 @@ def check(session: ReadOnlySession, original: str, original_stmt: ast.Node, cand
                               (time.perf_counter() - start) * 1000.0)
 
 
-def _try_instances(scratch: Scratch, builder: InstanceBuilder, queries: tuple[_Query, _Query],
+def _try_instances(scratch: Scratch, builder: InstanceBuilder, queries: tuple[str, str],
                    order: equivalence.OrderSpec, config: InstanceConfig, shrink_probes: int) -> DifferentialReport:
     tried: list[dict[str, Any]] = []
     for instance in builder.instances():
-        a, b = (scratch.run(x.sql, config.query_timeout_ms) for x in queries)
+        a, b = (scratch.run(q, config.query_timeout_ms) for q in queries)
         entry: dict[str, Any] = {"name": instance.name, "rows": builder.row_counts()}
         verdict = _differ(a, b, order)
         entry["result_rows"] = len(a.rows) if a.rows is not None else None
@@ -109,7 +101,7 @@ def _try_instances(scratch: Scratch, builder: InstanceBuilder, queries: tuple[_Q
         if not verdict or verdict == "inconclusive":
             continue
         probes = _shrink(scratch, builder, queries, order, config, shrink_probes)
-        a, b = (scratch.run(x.sql, config.query_timeout_ms) for x in queries)
+        a, b = (scratch.run(q, config.query_timeout_ms) for q in queries)
         return DifferentialReport(tried, _counterexample(instance, builder, a, b, order, probes))
     return DifferentialReport(tried)
 
@@ -132,7 +124,7 @@ def _differ(a: Run, b: Run, order: equivalence.OrderSpec) -> str:
     return "" if comparison.equal else comparison.reason
 
 
-def _shrink(scratch: Scratch, builder: InstanceBuilder, queries: tuple[_Query, _Query],
+def _shrink(scratch: Scratch, builder: InstanceBuilder, queries: tuple[str, str],
             order: equivalence.OrderSpec, config: InstanceConfig, budget: int) -> int:
     """Delete rows while the queries still disagree (delta debugging, by halves); returns probes used."""
     used = 0
@@ -151,7 +143,7 @@ def _shrink(scratch: Scratch, builder: InstanceBuilder, queries: tuple[_Query, _
                 try:
                     with scratch.savepoint():
                         builder.delete_rows(table, part)
-                        a, b = (scratch.run(x.sql, config.query_timeout_ms) for x in queries)
+                        a, b = (scratch.run(q, config.query_timeout_ms) for q in queries)
                         verdict = _differ(a, b, order)
                         if not verdict or verdict == "inconclusive":
                             raise _Agrees
@@ -191,18 +183,14 @@ def _links_and_boundaries(found: list[relations.QueryRelations],
     boundaries: list[Boundary] = []
     for rel in found:
         aliases = {alias: oids.get(name) for alias, name in rel.aliases.items()}
-
-        def place(mention: relations.ColumnMention) -> tuple[int, str] | None:
-            return tablefacts.locate(mention, aliases, tables)
-
         for left, right in rel.links:
-            a, b = place(left), place(right)
+            a, b = tablefacts.locate(left, aliases, tables), tablefacts.locate(right, aliases, tables)
             if a and b and a[0] != b[0]:
                 link = Link(a[0], a[1], b[0], b[1])
                 if link not in links:
                     links.append(link)
         for comparison in rel.comparisons:
-            where = place(comparison.column)
+            where = tablefacts.locate(comparison.column, aliases, tables)
             if where and comparison.parameter is None:
                 bound = Boundary(where[0], where[1], comparison.value)
                 if bound not in boundaries:

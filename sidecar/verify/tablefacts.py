@@ -61,8 +61,6 @@ class TableFacts:
     keys: tuple[tuple[str, ...], ...]
     """Column lists of the primary key and of unique indexes on plain columns."""
     foreign_keys: tuple[ForeignKey, ...]
-    has_primary_key: bool = False
-    """Whether keys[0] is the primary key."""
 
     @property
     def identifier(self) -> sql.Identifier:
@@ -90,10 +88,6 @@ class TableFacts:
         fixed = {c for key in self.keys for c in key}
         fixed.update(c for fk in self.foreign_keys for c in fk.columns)
         return frozenset(fixed)
-
-    @property
-    def primary_key(self) -> frozenset[str]:
-        return frozenset(self.keys[0]) if self.keys and self.has_primary_key else frozenset()
 
 
 def resolve(cur: psycopg.Cursor[Any], names: list[TableName]) -> dict[TableName, int | None]:
@@ -135,7 +129,6 @@ def load(cur: psycopg.Cursor[Any], oid: int) -> TableFacts:
     )
     index_rows = cur.fetchall()
     keys = tuple(tuple(r[1]) for r in index_rows)
-    has_pk = bool(index_rows and index_rows[0][0])
     cur.execute(
         "SELECT c.confrelid::oid,"
         " ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(n, pos)"
@@ -146,7 +139,7 @@ def load(cur: psycopg.Cursor[Any], oid: int) -> TableFacts:
         (oid,),
     )
     fks = tuple(ForeignKey(tuple(r[1]), int(r[0]), tuple(r[2])) for r in cur.fetchall())
-    return TableFacts(oid, schema, name, kind, float(reltuples), columns, keys, fks, has_pk)
+    return TableFacts(oid, schema, name, kind, float(reltuples), columns, keys, fks)
 
 
 def locate(mention: ColumnMention, aliases: dict[str, int | None], tables: list[TableFacts]) -> tuple[int, str] | None:

@@ -187,8 +187,8 @@ class Verifier:
                            counterexample=counterexample)
 
         if self.config.perturbed_instances:
-            report = differential.check(self.session, original.sql, original.statement, candidate,
-                                        candidate_stmt, order, self.config.instances)
+            report = differential.check(self.session, original.statement, candidate_stmt, order,
+                                        self.config.instances)
             evidence["perturbed_instances"] = report.to_json()
             if report.counterexample is not None:
                 cx = report.counterexample
