@@ -183,6 +183,16 @@ def cmd_bench_verifier(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from sidecar.bench import harness
+
+    try:
+        return harness.main(args)
+    except ValueError as exc:  # bad workload files or options: a clear message, nothing run
+        print(f"laser bench: {exc}", file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="laser", description="LASER for PostgreSQL: verified SQL rewrites.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -224,6 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
     bv.add_argument("--repeat", type=int, default=2, help="times each pair is queued for the pool")
     bv.add_argument("--out", help="JSON report path (default: <state dir>/bench/verifier.json)")
     bv.set_defaults(func=cmd_bench_verifier)
+
+    from sidecar.bench import harness
+
+    bench = sub.add_parser("bench", help="measure a workload (demo, TPC-H, TPC-DS, your files) with the "
+                                         "papers' metrics, for the sidecar and replayed rewrites")
+    harness.add_arguments(bench)
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

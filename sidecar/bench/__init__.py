@@ -1,0 +1,1 @@
+"""`laser bench`: workloads, data sets, the measurement protocol, the papers' metrics, reports."""
