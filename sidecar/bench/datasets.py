@@ -51,14 +51,12 @@ def _module(workload: str) -> Any:
 
 
 def queries(workload: str, instances: int = 1, seed: int = 1, scale: float = 1.0) -> list[BenchQuery]:
-    """The built-in workload's queries (TPC-H's Q11 fraction depends on the scale factor)."""
+    """The built-in workload's queries (some parameters depend on the scale factor: TPC-H Q11, TPC-DS q36, q44)."""
     if workload == "demo":
         if instances != 1:
             raise ValueError("the demo workload has one instance per query")
         return [BenchQuery(q.name, q.sql, q.name) for q in demo.demo_queries()]
-    if workload == "tpch":
-        return list(_module(workload).queries(instances=instances, seed=seed, scale=scale))
-    return list(_module(workload).queries(instances=instances, seed=seed))
+    return list(_module(workload).queries(instances=instances, seed=seed, scale=scale))
 
 
 def _loaded(cluster: LocalCluster, name: str) -> dict[str, Any] | None:

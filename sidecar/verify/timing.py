@@ -46,3 +46,15 @@ def classify(ratio: float, dead_zone: float = 0.10) -> Verdict:
     if ratio <= 1.0 / (1.0 + dead_zone):
         return "slower"
     return "no_change"
+
+
+def separated(original_ms: Sequence[float], candidate_ms: Sequence[float]) -> bool:
+    """Every timed run of the candidate beat every timed run of the original.
+
+    A median ratio beyond the dead zone is not enough on its own when the runs overlap: at a
+    millisecond or less, noise moves single runs by more than the dead zone.
+
+    >>> separated([10.0, 11.0, 12.0], [5.0, 6.0, 9.0]), separated([0.5, 0.4, 0.4], [0.3, 0.3, 0.6])
+    (True, False)
+    """
+    return bool(original_ms) and bool(candidate_ms) and max(candidate_ms) < min(original_ms)

@@ -237,9 +237,12 @@ class Verifier:
             "candidate_cap_ms": cap,
         }
         verdict = timing.classify(ratio, self.config.dead_zone)
+        detail = f"{ratio:.2f}x ({t_q:.1f} ms -> {t_r:.1f} ms, median of {len(original_ms)})"
+        if verdict == "faster" and not timing.separated(original_ms, candidate_ms):
+            verdict = "no_change"  # the median says faster, single runs do not agree: noise, not a win
+            detail += "; the timed runs overlap, so the difference is within the noise"
         status = {"faster": OutcomeStatus.FASTER, "slower": OutcomeStatus.SLOWER,
                   "no_change": OutcomeStatus.NO_CHANGE}[verdict]
-        detail = f"{ratio:.2f}x ({t_q:.1f} ms -> {t_r:.1f} ms, median of {len(original_ms)})"
         if candidate_timeouts:
             detail += f"; the candidate hit its {cap} ms cap {candidate_timeouts} time(s)"
         return Outcome(status, detail, speedup=ratio, original_ms=t_q, candidate_ms=t_r, evidence=evidence)
