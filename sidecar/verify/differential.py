@@ -63,6 +63,7 @@ def check(session: ReadOnlySession, original_stmt: ast.Node, candidate_stmt: ast
     links, boundaries = _links_and_boundaries([q, r], oids, tables)
     focus = [Focus(oid, alias, predicate) for rel in (q, r) for alias, predicate in rel.filters
              if (oid := oids.get(rel.aliases.get(alias, (None, "")))) is not None]
+    focus.extend(_loose_focus([q, r], tables))
 
     def target(name: relations.TableName) -> relations.TableName | None:
         oid = oids.get(name)
@@ -96,6 +97,7 @@ def _try_instances(scratch: Scratch, builder: InstanceBuilder, queries: tuple[st
         entry: dict[str, Any] = {"name": instance.name, "rows": builder.row_counts()}
         verdict = _differ(a, b, order)
         entry["result_rows"] = len(a.rows) if a.rows is not None else None
+        entry["informative"] = bool(a.rows) and any(v is not None for row in a.rows or () for v in row)
         entry["verdict"] = verdict or "agree"
         tried.append(entry)
         if not verdict or verdict == "inconclusive":
@@ -174,6 +176,19 @@ def _counterexample(instance: Instance, builder: InstanceBuilder, a: Run, b: Run
     if a.rows is not None and b.rows is not None:
         out["examples"] = equivalence.compare_results(a.rows, b.rows, order).examples
     return out
+
+
+def _loose_focus(found: list[relations.QueryRelations], tables: list[tablefacts.TableFacts]) -> list[Focus]:
+    """Focus for conditions on unqualified columns: each goes to the one table that has all its columns."""
+    grouped: dict[int, list[str]] = {}
+    for rel in found:
+        for columns, predicate in rel.loose_filters:
+            owners = {t.oid for t in tables if all(t.column(c) is not None for c in columns)}
+            if len(owners) == 1 and all(sum(1 for t in tables if t.column(c) is not None) == 1 for c in columns):
+                preds = grouped.setdefault(owners.pop(), [])
+                if predicate not in preds:
+                    preds.append(predicate)
+    return [Focus(oid, "laser_focus", " AND ".join(preds)) for oid, preds in grouped.items()]
 
 
 def _links_and_boundaries(found: list[relations.QueryRelations],

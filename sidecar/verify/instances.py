@@ -175,8 +175,32 @@ class InstanceBuilder:
                      pct=sql.Literal(_sample_percent(table.estimated_rows, 4 * extra)),
                      seed=sql.Literal(self.config.seed), k=sql.Literal(extra)), sampling=True)
             done.append(table)
+        self._pull_later_partners(done)
         self._pull_parents()
         self._repair(self._smp)
+
+    def _pull_later_partners(self, order: list[TableFacts]) -> None:
+        """Add rows that meet partners sampled after their table was visited.
+
+        The first pass samples the many side before the filtered side, so the rows a filter selects
+        (Brand#23 parts) would otherwise meet none of their partners (their lineitems), and a
+        query correlated on that link would see only empty groups. Only partner keys the sample
+        does not hold yet are pulled, so no sampled row is doubled.
+        """
+        n = self.config.sample_rows
+        position = {t.oid: i for i, t in enumerate(order)}
+        for table in order:
+            cols = _columns(table.writable_columns)
+            for column, _, partner_oid, partner_column in self._links_of(table):
+                if position.get(partner_oid, -1) <= position[table.oid]:
+                    continue
+                self._try(sql.SQL(
+                    "INSERT INTO {dst} ({cols}) SELECT {cols} FROM {src} WHERE {col} IN"
+                    " (SELECT {pcol} FROM {psmp} EXCEPT SELECT {col} FROM {dst}) LIMIT {k}"
+                    " ON CONFLICT DO NOTHING"
+                ).format(dst=self._smp(table), cols=cols, src=table.identifier, col=sql.Identifier(column),
+                         pcol=sql.Identifier(partner_column), psmp=self._smp(self.by_oid[partner_oid]),
+                         k=sql.Literal(3 * n)), sampling=True)
 
     def _visit_order(self) -> list[TableFacts]:
         def inward(t: TableFacts) -> int:

@@ -49,6 +49,9 @@ class QueryRelations:
     comparisons: tuple[Comparison, ...]
     filters: tuple[tuple[str, str], ...] = ()
     """(alias, predicate SQL): the conjunction of a scope's WHERE/ON conditions on that alias alone."""
+    loose_filters: tuple[tuple[tuple[str, ...], str], ...] = ()
+    """(columns, predicate SQL): conditions on unqualified columns in a scope over several tables;
+    which table they filter is decided with the catalog (the one table that has those columns)."""
 
 
 def relations(statement: ast.Node) -> QueryRelations:
@@ -84,8 +87,33 @@ def relations(statement: ast.Node) -> QueryRelations:
     comparisons: list[Comparison] = []
     for expr in _nodes(statement, ast.A_Expr):
         _read_predicate(expr, links, comparisons)
-    filters = [f for select in _nodes(statement, ast.SelectStmt) for f in _local_filters(select)]
-    return QueryRelations(tuple(tables), aliases, tuple(links), tuple(comparisons), tuple(dict.fromkeys(filters)))
+    selects = list(_nodes(statement, ast.SelectStmt))
+    filters = [f for select in selects for f in _local_filters(select)]
+    loose = [f for select in selects for f in _loose_filters(select)]
+    return QueryRelations(tuple(tables), aliases, tuple(links), tuple(comparisons), tuple(dict.fromkeys(filters)),
+                          tuple(dict.fromkeys(loose)))
+
+
+def _loose_filters(select: ast.SelectStmt) -> list[tuple[tuple[str, ...], str]]:
+    """Conditions on unqualified columns only, in a SELECT over several plain tables.
+
+    >>> _loose_filters(pglast.parse_sql("SELECT 1 FROM lineitem, part WHERE p_partkey = l_partkey "
+    ...     "AND p_brand = 'Brand#23' AND l_quantity < (SELECT 1)")[0].stmt)
+    [(('p_partkey', 'l_partkey'), 'p_partkey = l_partkey'), (('p_brand',), "p_brand = 'Brand#23'")]
+    """
+    items = list(select.fromClause or ())
+    if len(items) < 2 or not all(isinstance(i, ast.RangeVar) for i in items) or select.whereClause is None:
+        return []  # one table is _local_filters' case; joins and subqueries in FROM are left alone
+    out: list[tuple[tuple[str, ...], str]] = []
+    for conjunct in _conjuncts(select.whereClause):
+        if any(isinstance(n, (ast.SubLink, ast.ParamRef)) for n in _walk(conjunct)):
+            continue
+        mentions = [_column(n) for n in _walk(conjunct) if isinstance(n, ast.ColumnRef)]
+        if not mentions or any(m is None or m.qualifier is not None for m in mentions):
+            continue
+        columns = tuple(dict.fromkeys(m.column for m in mentions if m is not None))
+        out.append((columns, str(stream.RawStream()(conjunct))))
+    return out
 
 
 def _local_filters(select: ast.SelectStmt) -> list[tuple[str, str]]:

@@ -32,6 +32,10 @@ class VerifierConfig:
     """Also compare on perturbed copies of the referenced tables (NULLs, duplicates, empty tables…)."""
     instances: InstanceConfig = field(default_factory=InstanceConfig)
     """Size and number of the perturbed instances."""
+    beyond_cap: bool = True
+    """When the original does not finish within the cap, judge equivalence on the sampled and
+    perturbed instances alone (QUITE rechecks "on a smaller scale") and speed as a lower bound,
+    cap / T(R); the evidence says so. Off: such originals are "unverifiable"."""
 
     def __post_init__(self) -> None:
         if self.statement_timeout_ms <= 0:
@@ -150,7 +154,7 @@ class Verifier:
         evidence["cost_after"] = plans.total_cost(plan)
 
         if original.warmup.timed_out:
-            return Outcome(OutcomeStatus.UNVERIFIABLE, "the original timed out", evidence=evidence)
+            return self._beyond_cap(original, candidate, candidate_stmt, evidence)
         cap = self._candidate_cap(original)
         run = self.session.run(candidate, timeout_ms=max(cap, self.config.statement_timeout_ms // 2))
         if run.error is not None:
@@ -204,6 +208,63 @@ class Verifier:
             return Outcome(OutcomeStatus.TRIVIAL, "the plan is unchanged", evidence=evidence)
 
         return self._measure(original, candidate, cap, evidence)
+
+    def _beyond_cap(self, original: OriginalProfile, candidate: str, candidate_stmt: Any,
+                    evidence: dict[str, Any]) -> Outcome:
+        """The original does not finish within the cap: instances for equivalence, a lower bound for speed."""
+        cap = self.config.statement_timeout_ms
+        evidence["original_timed_out_ms"] = cap
+        if not (self.config.beyond_cap and self.config.perturbed_instances):
+            return Outcome(OutcomeStatus.UNVERIFIABLE, "the original timed out", evidence=evidence)
+        # Only a candidate beyond the dead zone even against the cap is worth the instances.
+        candidate_cap = max(1, int(cap / (1.0 + self.config.dead_zone)))
+        run = self.session.run(candidate, timeout_ms=candidate_cap)
+        if run.error is not None:
+            evidence.update(sqlstate=run.error.sqlstate, stage="execute")
+            return Outcome(OutcomeStatus.EXEC_ERROR, run.error.message, evidence=evidence)
+        if run.timed_out:
+            return Outcome(OutcomeStatus.UNVERIFIABLE, f"the original does not finish within {cap} ms "
+                           f"and the candidate not within {candidate_cap} ms", evidence=evidence)
+        shape = _shape_difference(self.session.run(f"SELECT * FROM ({original.sql}) AS laser_shape LIMIT 0"), run)
+        if shape:
+            return Outcome(OutcomeStatus.SHAPE_MISMATCH, shape, evidence=evidence)
+        order = equivalence.order_spec(original.statement, [c.name for c in run.columns])
+        report = differential.check(self.session, original.statement, candidate_stmt, order, self.config.instances)
+        evidence["perturbed_instances"] = report.to_json()
+        informative = sum(1 for t in report.tried if t.get("verdict") == "agree" and t.get("informative"))
+        evidence["equivalence"] = {
+            "method": f"sampled and perturbed instances only: the original does not finish on the live data "
+                      f"within {cap} ms",
+            "instances": len(report.tried), "informative_instances": informative,
+        }
+        if report.counterexample is not None:
+            cx = report.counterexample
+            return Outcome(OutcomeStatus.NOT_EQUIVALENT, f"differs on an instance ({cx['instance']}): "
+                           f"{cx['difference']}", evidence=evidence, counterexample=cx)
+        if report.skipped or not informative:
+            why = report.skipped or "no instance gave the original a non-empty, non-NULL result to compare"
+            return Outcome(OutcomeStatus.UNVERIFIABLE, f"the original timed out, and {why}", evidence=evidence)
+        distance = textdiff.normalized_edit_distance(original.sql, candidate, self.config.min_edit_distance)
+        evidence["edit_distance"] = round(distance, 4)
+        if distance < self.config.min_edit_distance or not evidence["plan_changed"]:
+            return Outcome(OutcomeStatus.TRIVIAL, "near-identical text or unchanged plan", evidence=evidence)
+        samples: list[float] = []
+        for _ in range(self.config.timed_runs):
+            timed = self.session.run(candidate, timeout_ms=candidate_cap, fetch=True)
+            if timed.error is not None or timed.timed_out:
+                return Outcome(OutcomeStatus.UNVERIFIABLE, "a timed run of the candidate failed or reached "
+                               f"{candidate_cap} ms", evidence=evidence)
+            samples.append(timed.elapsed_ms)
+        t_r = timing.median_ms(samples)
+        ratio = timing.speedup(float(cap), t_r)
+        evidence["latencies_ms"] = {"original": [], "candidate": [round(x, 3) for x in samples],
+                                    "original_at_least": cap, "candidate_spread": round(timing.spread_ms(samples), 3)}
+        evidence["speedup_is_lower_bound"] = True
+        detail = (f"at least {ratio:.1f}x: the original does not finish within {cap} ms, the candidate takes "
+                  f"{t_r:.1f} ms (median of {len(samples)}); results agree on {informative} non-empty "
+                  f"instance(s) of {len(report.tried)}, not compared on the live data")
+        return Outcome(OutcomeStatus.FASTER, detail, speedup=ratio, original_ms=float(cap), candidate_ms=t_r,
+                       evidence=evidence)
 
     def _candidate_cap(self, original: OriginalProfile) -> int:
         cap = original.warmup.elapsed_ms * self.config.candidate_timeout_factor
