@@ -11,7 +11,8 @@ Definitions (LASER §6.1.4, SPA §4.1–4.4, E3 "Evaluation Metrics", QUITE §7.
 - **Timeouts** are censored at the cap (the papers' 300 s): latencies are `min(measured, cap)`.
 - **Succ.**: fraction of queries whose output passes the syntax check. **Equiv.**: fraction of the
   syntactically valid outputs that are result-equivalent (SPA's definition); unknown equivalence
-  (the original could not finish) counts as not equivalent.
+  counts as not equivalent. (When the original hits the cap, the runner decides equivalence on
+  sampled and perturbed instances, QUITE's "smaller scale" recheck; see runner.py.)
 - **Improved**: speedup ≥ 1.1 (beyond SPA's 10% dead zone); **Spd ≥ k×**: speedup ≥ k;
   **Sld ≥ k×**: padded latency ≥ k × the original's. Speedup = original / padded latency. Counts,
   with rates over all queries alongside.
