@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from sidecar.bench import tpcds
+from sidecar.bench import csvdata, tpcds
 from sidecar.bench.workloads import BenchQuery
 from sidecar.localdb import LocalCluster
 
@@ -103,7 +103,7 @@ def test_unsupported_scale_is_a_clear_error(scale: object, tmp_path: Path) -> No
 
 
 def test_missing_generator_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(tpcds.sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setattr(csvdata.sys, "executable", str(tmp_path / "python"))
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(tpcds.DatasetError, match="tpcgen-cli"):
         tpcds.generate(SCALE, tmp_path / "data")

@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from sidecar.bench import tpch
+from sidecar.bench import csvdata, tpch
 from sidecar.bench.workloads import BenchQuery
 from sidecar.localdb import LocalCluster
 
@@ -75,7 +75,7 @@ def test_generate_writes_all_tables_and_skips_when_complete(loaded: Loaded) -> N
 
 
 def test_missing_generator_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(tpch.sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setattr(csvdata.sys, "executable", str(tmp_path / "python"))
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(tpch.DatasetError, match="tpchgen-cli"):
         tpch.generate(SCALE, tmp_path / "data")

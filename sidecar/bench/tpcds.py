@@ -20,21 +20,18 @@ against schema.sql.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import psycopg
 from psycopg import sql
 
+from sidecar.bench.csvdata import CsvDataSet, DatasetError, scale_text
 from sidecar.bench.workloads import BenchQuery
 from sidecar.localdb import project_root
 
@@ -70,55 +67,12 @@ MULTI_PART = (14, 23, 24, 39)
 
 GENERATOR = "tpcgen-cli"
 MARKER = ".laser-tpcds-complete"
-COPY_CHUNK = 1 << 20
 
 
-class DatasetError(RuntimeError):
-    """The TPC-DS data or queries cannot be produced or loaded; the message says why."""
-
-
-def _emit(progress: Progress | None, line: str) -> None:
-    if progress is not None:
-        progress(line)
+DATA = CsvDataSet("TPC-DS", GENERATOR, TABLES, SQL_DIR, MARKER)
 
 
 # -- data -----------------------------------------------------------------------------------------
-
-def _generator() -> str:
-    """The tpcgen-cli executable: next to this Python (its venv's bin/) first, then PATH."""
-    beside = Path(sys.executable).parent / GENERATOR
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    found = shutil.which(GENERATOR)
-    if found:
-        return found
-    raise DatasetError(f"{GENERATOR} not found next to {sys.executable} or on PATH; "
-                       "install it with: pip install tpcgen-cli")
-
-
-def _check_scale(scale: float) -> float:
-    try:
-        value = float(scale)
-    except (TypeError, ValueError):
-        raise DatasetError(f"the TPC-DS scale factor must be a number, got {scale!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise DatasetError(f"the TPC-DS scale factor must be a positive number, got {scale!r}")
-    return value
-
-
-def _complete(directory: Path, scale: float) -> bool:
-    """Whether `directory` holds a finished generation of this scale (marker and file sizes agree)."""
-    marker = directory / MARKER
-    try:
-        recorded = json.loads(marker.read_text())
-    except (OSError, ValueError):
-        return False
-    if not isinstance(recorded, dict) or recorded.get("scale") != f"{scale:g}":
-        return False
-    sizes = recorded.get("bytes", {})
-    return all((directory / f"{t}.csv").is_file() and (directory / f"{t}.csv").stat().st_size == sizes.get(t)
-               for t in TABLES)
-
 
 def generate(scale: float, directory: Path, progress: Progress | None = None) -> Path:
     """Write one CSV per TPC-DS table (`<table>.csv`, with a header line) for `scale` into `directory`.
@@ -128,111 +82,27 @@ def generate(scale: float, directory: Path, progress: Progress | None = None) ->
     it is. Returns `directory`. Raises DatasetError when the scale is not a positive number, the
     generator is missing or fails, or a table's file is missing afterwards.
     """
-    value = _check_scale(scale)
-    directory = Path(directory)
-    if _complete(directory, value):
-        _emit(progress, f"TPC-DS SF {value:g} already generated in {directory}")
-        return directory
-    tool = _generator()
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / MARKER).unlink(missing_ok=True)
-    for table in TABLES:
-        (directory / f"{table}.csv").unlink(missing_ok=True)
-    command = [tool, "tpcds", "csv", "--scale-factor", f"{value:g}", "--output-dir", str(directory),
+    value = scale_text(scale, "the TPC-DS")
+    command = ["tpcds", "csv", "--scale-factor", value, "--output-dir", str(directory),
                "--tables", ",".join(TABLES), "--overwrite", "--no-progress", "--quiet"]
-    _emit(progress, f"generating TPC-DS SF {value:g} into {directory}…")
-    started = time.monotonic()
-    try:
-        done = subprocess.run(command, check=False, capture_output=True, text=True)
-    except OSError as exc:
-        raise DatasetError(f"could not run {tool}: {exc}") from exc
-    if done.returncode != 0:
-        detail = (done.stderr or done.stdout).strip()[-2000:]
-        raise DatasetError(f"{GENERATOR} failed (exit {done.returncode}): {' '.join(command)}\n{detail}")
-    missing = [t for t in TABLES if not (directory / f"{t}.csv").is_file()]
-    if missing:
-        raise DatasetError(f"{GENERATOR} did not write {', '.join(f'{t}.csv' for t in missing)} in {directory}")
-    sizes = {t: (directory / f"{t}.csv").stat().st_size for t in TABLES}
-    (directory / MARKER).write_text(json.dumps({"scale": f"{value:g}", "bytes": sizes}, indent=1) + "\n")
-    _emit(progress, f"generated TPC-DS SF {value:g} ({sum(sizes.values()) / 1e6:,.0f} MB) "
-                    f"in {time.monotonic() - started:.1f} s")
-    return directory
-
-
-def _chunks(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as handle:
-        while chunk := handle.read(COPY_CHUNK):
-            yield chunk
+    return DATA.generate(command, Path(directory), value, progress)
 
 
 def load(dsn: str, csv_dir: Path, fk_indexes: bool = False, progress: Progress | None = None) -> dict[str, int]:
     """Load the generated CSVs of `csv_dir` into the database at `dsn`; return the rows per table.
 
-    Drops the 24 tables if they exist, creates them (sql/tpcds/schema.sql), streams each file from
-    this client (`COPY … FROM STDIN`, 1 MiB chunks, so the server needs no access to `csv_dir`),
-    adds the primary keys (sql/tpcds/keys.sql), with `fk_indexes` also the indexes of FK_INDEXES,
-    then ANALYZEs the tables. An empty unquoted CSV field loads as NULL (the generator's NULL).
-    Raises DatasetError for a missing file or a failed statement.
+    Primary keys only (sql/tpcds/keys.sql); `fk_indexes` adds the indexes of FK_INDEXES. An empty
+    unquoted CSV field loads as NULL (the generator's NULL).
     """
-    csv_dir = Path(csv_dir)
-    missing = [t for t in TABLES if not (csv_dir / f"{t}.csv").is_file()]
-    if missing:
-        raise DatasetError(f"{csv_dir} lacks {', '.join(f'{t}.csv' for t in missing)}; generate the data first")
-    rows: dict[str, int] = {}
-    started = time.monotonic()
-    tables = sql.SQL(", ").join(sql.Identifier(t) for t in TABLES)
-    try:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("SET maintenance_work_mem = '512MB'")
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(tables))
-            conn.execute(SCHEMA_FILE.read_text())  # several statements, no parameters
-            _emit(progress, f"created the {len(TABLES)} TPC-DS tables")
-            for table in sorted(TABLES, key=lambda t: (csv_dir / f"{t}.csv").stat().st_size):
-                path = csv_dir / f"{table}.csv"
-                begun = time.monotonic()
-                # TRUNCATE in the same transaction lets COPY FREEZE write the rows frozen and
-                # all-visible, so index-only scans need no VACUUM first.
-                copy = sql.SQL("COPY {} FROM STDIN WITH (FORMAT csv, HEADER true, NULL '', "
-                               "ENCODING 'UTF8', FREEZE true)").format(sql.Identifier(table))
-                with conn.transaction(), conn.cursor() as cur:
-                    cur.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(table)))
-                    with cur.copy(copy) as writer:
-                        for chunk in _chunks(path):
-                            writer.write(chunk)
-                    count = cur.rowcount
-                    if count < 0:
-                        count = int(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
-                            sql.Identifier(table))).fetchone()[0])  # type: ignore[index]
-                rows[table] = count
-                _emit(progress, f"{table}: {count:,} rows in {time.monotonic() - begun:.1f} s")
-            begun = time.monotonic()
-            conn.execute(KEYS_FILE.read_text())
-            _emit(progress, f"primary keys in {time.monotonic() - begun:.1f} s")
-            if fk_indexes:
-                begun = time.monotonic()
-                for table, columns in FK_INDEXES.items():
-                    for column in columns:
-                        conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
-                            sql.Identifier(f"{table}_{column}_idx"), sql.Identifier(table), sql.Identifier(column)))
-                count = sum(len(columns) for columns in FK_INDEXES.values())
-                _emit(progress, f"{count} foreign-key indexes in {time.monotonic() - begun:.1f} s")
-            begun = time.monotonic()
-            conn.execute(sql.SQL("ANALYZE {}").format(tables))
-            _emit(progress, f"analyzed in {time.monotonic() - begun:.1f} s")
-    except psycopg.Error as exc:
-        raise DatasetError(f"loading TPC-DS into the database failed: {exc}") from exc
-    _emit(progress, f"loaded {sum(rows.values()):,} rows in {time.monotonic() - started:.1f} s")
-    return rows
+    indexes = [sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+                   sql.Identifier(f"{table}_{column}_idx"), sql.Identifier(table), sql.Identifier(column))
+               for table, columns in FK_INDEXES.items() for column in columns] if fk_indexes else []
+    return DATA.load(dsn, csv_dir, indexes, progress)
 
 
 def table_counts(dsn: str) -> dict[str, int]:
     """Rows per TPC-DS table in the database at `dsn` (exact counts)."""
-    counts = {}
-    with psycopg.connect(dsn) as conn:
-        for table in TABLES:
-            row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
-            counts[table] = int(row[0]) if row else 0
-    return counts
+    return DATA.counts(dsn)
 
 
 # -- queries --------------------------------------------------------------------------------------

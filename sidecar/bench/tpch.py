@@ -24,14 +24,8 @@ by (seed, template, instance), so each instance is reproducible on its own.
 """
 from __future__ import annotations
 
-import json
-import os
 import random
 import re
-import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
@@ -39,6 +33,7 @@ from pathlib import Path
 
 import psycopg
 
+from sidecar.bench.csvdata import CsvDataSet, DatasetError, scale_text
 from sidecar.bench.workloads import BenchQuery
 from sidecar.localdb import project_root
 
@@ -49,13 +44,10 @@ TABLES = ("region", "nation", "supplier", "customer", "part", "partsupp", "order
 """Load order: small tables first."""
 
 COMPLETION_MARKER = ".laser-tpch-complete"
-_COPY_CHUNK = 1 << 20  # 1 MiB
 
 Progress = Callable[[str], None]
 
 
-class DatasetError(RuntimeError):
-    """The TPC-H data could not be generated or loaded; the message says why."""
 
 
 # -- the specification's value lists (TPC-H v3 §4.2.2.13, §4.2.3) -------------------------------
@@ -306,49 +298,14 @@ def queries(instances: int = 1, seed: int = 1, scale: float = 1.0,
     return workload
 
 
-# -- data generation -----------------------------------------------------------------------------
+# -- data ----------------------------------------------------------------------------------------
 
-def _scale_text(scale: float) -> str:
-    if not scale > 0:
-        raise ValueError(f"scale factor must be positive, got {scale}")
-    return f"{scale:g}"
-
-
-def _megabytes(size: int) -> str:
-    value = size / 1e6
-    return f"{value:.1f} MB" if value < 100 else f"{value:.0f} MB"
+DATA = CsvDataSet("TPC-H", "tpchgen-cli", TABLES, SCHEMA_DIR, COMPLETION_MARKER)
 
 
 def dataset_dir(root: Path, scale: float) -> Path:
     """The conventional directory for the CSV files of one scale factor under `root` (root/sf0.01)."""
-    return root / f"sf{_scale_text(scale)}"
-
-
-def find_generator() -> Path:
-    """The `tpchgen-cli` executable: next to this Python interpreter first, then on PATH."""
-    beside = Path(sys.executable).parent / "tpchgen-cli"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return beside
-    found = shutil.which("tpchgen-cli")
-    if found:
-        return Path(found)
-    raise DatasetError("tpchgen-cli not found (next to the Python interpreter or on PATH); "
-                       "install it with: pip install tpchgen-cli")
-
-
-def _complete(directory: Path, scale: float) -> bool:
-    marker = directory / COMPLETION_MARKER
-    if not marker.is_file():
-        return False
-    try:
-        recorded = json.loads(marker.read_text())
-    except ValueError:
-        return False
-    if recorded.get("scale") != _scale_text(scale):
-        return False
-    sizes = recorded.get("bytes", {})
-    return all((directory / f"{t}.csv").is_file() and (directory / f"{t}.csv").stat().st_size == sizes.get(t)
-               for t in TABLES)
+    return root / f"sf{scale_text(scale, 'the TPC-H')}"
 
 
 def generate(scale: float, directory: Path, progress: Progress | None = None) -> Path:
@@ -358,104 +315,25 @@ def generate(scale: float, directory: Path, progress: Progress | None = None) ->
     eight files of this scale factor and the completion marker written after a successful run
     is left as it is. Returns `directory`; raises DatasetError when the tool is missing or fails.
     """
-    say = progress or (lambda _line: None)
-    scale_text = _scale_text(scale)
-    directory = Path(directory)
-    if _complete(directory, scale):
-        say(f"TPC-H SF {scale_text} already generated in {directory}")
-        return directory
-    tool = find_generator()
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / COMPLETION_MARKER).unlink(missing_ok=True)
-    for table in TABLES:
-        (directory / f"{table}.csv").unlink(missing_ok=True)
-    say(f"generating TPC-H SF {scale_text} into {directory}…")
-    started = time.monotonic()
-    command = [str(tool), "csv", "-s", scale_text, "--output-dir", str(directory), "--overwrite", "--quiet"]
-    try:
-        done = subprocess.run(command, check=False, capture_output=True, text=True)
-    except OSError as error:
-        raise DatasetError(f"could not run {tool}: {error}") from error
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip()[-2000:]
-        raise DatasetError(f"tpchgen-cli failed (exit {done.returncode}): {' '.join(command)}\n{tail}")
-    missing = [t for t in TABLES if not (directory / f"{t}.csv").is_file()]
-    if missing:
-        raise DatasetError(f"tpchgen-cli did not write {', '.join(f'{t}.csv' for t in missing)} in {directory}")
-    sizes = {t: (directory / f"{t}.csv").stat().st_size for t in TABLES}
-    (directory / COMPLETION_MARKER).write_text(json.dumps({"scale": scale_text, "bytes": sizes}, indent=1) + "\n")
-    say(f"generated SF {scale_text} ({_megabytes(sum(sizes.values()))}) in {time.monotonic() - started:.1f} s")
-    return directory
-
-
-# -- loading -------------------------------------------------------------------------------------
-
-def _run_file(conn: psycopg.Connection, name: str) -> None:
-    conn.execute((SCHEMA_DIR / name).read_text())  # several statements, no parameters
-
-
-def create_primary_keys(conn: psycopg.Connection) -> None:
-    """Add the eight primary keys (sql/tpch/keys.sql)."""
-    _run_file(conn, "keys.sql")
+    scale_arg = scale_text(scale, "the TPC-H")
+    return DATA.generate(["csv", "-s", scale_arg, "--output-dir", str(directory), "--overwrite", "--quiet"],
+                         Path(directory), scale_arg, progress)
 
 
 def create_fk_indexes(conn: psycopg.Connection) -> None:
-    """Create the optional foreign-key-column indexes (sql/tpch/fk_indexes.sql); idempotent."""
-    _run_file(conn, "fk_indexes.sql")
+    """Add the usual foreign-key indexes (sql/tpch/fk_indexes.sql); idempotent."""
+    conn.execute((SCHEMA_DIR / "fk_indexes.sql").read_text())
 
 
 def load(dsn: str, csv_dir: Path, fk_indexes: bool = False, progress: Progress | None = None) -> dict[str, int]:
     """Load the CSV files of `csv_dir` into the database at `dsn`; returns the rows per table.
 
-    Drops the eight tables if they exist, creates them (schema.sql), COPYs each file from this
-    client (`COPY ... FROM STDIN`, 1 MiB chunks), adds the primary keys, optionally the
-    foreign-key indexes, and analyzes.
+    Primary keys only (sql/tpch/keys.sql), as in the papers; `fk_indexes` adds sql/tpch/fk_indexes.sql.
     """
-    say = progress or (lambda _line: None)
-    csv_dir = Path(csv_dir)
-    missing = [t for t in TABLES if not (csv_dir / f"{t}.csv").is_file()]
-    if missing:
-        raise DatasetError(f"{csv_dir} lacks {', '.join(f'{t}.csv' for t in missing)}; generate the data first")
-    counts: dict[str, int] = {}
-    try:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("SET maintenance_work_mem = '512MB'")
-            conn.execute(f"DROP TABLE IF EXISTS {', '.join(reversed(TABLES))} CASCADE")
-            _run_file(conn, "schema.sql")
-            for table in TABLES:
-                path = csv_dir / f"{table}.csv"
-                say(f"loading {table} ({_megabytes(path.stat().st_size)})…")
-                started = time.monotonic()
-                with conn.transaction(), conn.cursor() as cur:
-                    with (path.open("rb") as source,
-                          cur.copy(f"COPY {table} FROM STDIN WITH (FORMAT csv, HEADER true)") as copy):
-                        while chunk := source.read(_COPY_CHUNK):
-                            copy.write(chunk)
-                    rows = cur.rowcount
-                    if rows < 0:
-                        rows = int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # type: ignore[index]
-                counts[table] = rows
-                say(f"{table}: {rows} rows in {time.monotonic() - started:.1f} s")
-            say("adding primary keys…")
-            started = time.monotonic()
-            create_primary_keys(conn)
-            say(f"primary keys in {time.monotonic() - started:.1f} s")
-            if fk_indexes:
-                say("creating foreign-key indexes…")
-                started = time.monotonic()
-                create_fk_indexes(conn)
-                say(f"foreign-key indexes in {time.monotonic() - started:.1f} s")
-            say("analyzing…")
-            started = time.monotonic()
-            conn.execute(f"ANALYZE {', '.join(TABLES)}")
-            say(f"analyzed in {time.monotonic() - started:.1f} s")
-    except psycopg.Error as error:
-        raise DatasetError(f"loading TPC-H into the database failed: {error}") from error
-    return counts
+    indexes = [(SCHEMA_DIR / "fk_indexes.sql").read_text()] if fk_indexes else []
+    return DATA.load(dsn, csv_dir, indexes, progress)
 
 
 def load_counts(dsn: str) -> dict[str, int]:
     """Rows per TPC-H table in the database at `dsn` (exact counts)."""
-    with psycopg.connect(dsn) as conn:
-        return {t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in TABLES}  # type: ignore[index]
-
+    return DATA.counts(dsn)

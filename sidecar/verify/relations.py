@@ -87,6 +87,10 @@ def relations(statement: ast.Node) -> QueryRelations:
     comparisons: list[Comparison] = []
     for expr in _nodes(statement, ast.A_Expr):
         _read_predicate(expr, links, comparisons)
+    for sublink in _nodes(statement, ast.SubLink):
+        link = _in_link(sublink)
+        if link is not None:
+            links.append(link)
     selects = list(_nodes(statement, ast.SelectStmt))
     filters = [f for select in selects for f in _local_filters(select)]
     loose = [f for select in selects for f in _loose_filters(select)]
@@ -274,6 +278,24 @@ def _value(node: object) -> tuple[str, int | None] | None:
 
 
 _FLIPPED = {"<": ">", ">": "<", "<=": ">=", ">=": "<=", "=": "=", "<>": "<>", "!=": "<>"}
+
+
+def _in_link(sublink: ast.SubLink) -> tuple[ColumnMention, ColumnMention] | None:
+    """`a IN (SELECT b FROM …)` links a to b, as `a = b` would.
+
+    >>> stmt = pglast.parse_sql("SELECT 1 FROM s WHERE s.k IN (SELECT ps_k FROM ps WHERE ps_x > 1)")[0].stmt
+    >>> [(a.qualifier, a.column, b.column) for a, b in relations(stmt).links]
+    [('s', 'k', 'ps_k')]
+    """
+    if sublink.subLinkType != enums.SubLinkType.ANY_SUBLINK or sublink.operName:
+        return None  # `= ANY` only (IN); other operators do not pair equal values
+    left = _column(sublink.testexpr) if sublink.testexpr is not None else None
+    select = sublink.subselect
+    targets = select.targetList if isinstance(select, ast.SelectStmt) else None
+    if left is None or not targets or len(targets) != 1:
+        return None
+    right = _column(targets[0].val)
+    return (left, right) if right is not None else None
 
 
 def _read_predicate(expr: ast.A_Expr, links: list[tuple[ColumnMention, ColumnMention]],
