@@ -224,14 +224,16 @@ def _check(session: ReadOnlySession, original: Measurement, statement: Any, cand
 def _check_on_instances(session: ReadOnlySession, statement: Any, candidate: Measurement,
                         candidate_sql: str) -> tuple[bool | None, str]:
     """The original times out on the live data: compare on sampled and perturbed instances instead
-    (QUITE's recheck "on a smaller scale"); decided only if some instance gives the original rows."""
+    (QUITE's recheck "on a smaller scale"); decided only if at least two instances give the
+    original a non-empty result."""
     order = order_spec(statement, [c.name for c in candidate.columns])
-    report = differential.check(session, statement, pglast.parse_sql(candidate_sql)[0].stmt, order)
+    report = differential.check_informative(session, statement, pglast.parse_sql(candidate_sql)[0].stmt, order)
     if report.counterexample is not None:
         return False, f"differs on instance {report.counterexample['instance']}: {report.counterexample['difference']}"
-    informative = sum(1 for t in report.tried if t.get("verdict") == "agree" and t.get("informative"))
-    if report.skipped or not informative:
-        return None, ("the original timed out; " + (report.skipped or "no instance gave it a non-empty result"))
+    informative = differential.informative(report)
+    if report.skipped or informative < differential.MIN_INFORMATIVE:
+        return None, ("the original timed out; " + (report.skipped or f"only {informative} instance(s) gave it "
+                                                    "a non-empty result"))
     return True, (f"the original timed out on the live data; results agree on {informative} non-empty "
                   f"sampled/perturbed instance(s) of {len(report.tried)}")
 

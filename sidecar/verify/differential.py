@@ -6,6 +6,8 @@ queries are pointed at them by rewriting their table references (`relations.redi
 """
 from __future__ import annotations
 
+import dataclasses
+
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,6 +89,29 @@ def check(session: ReadOnlySession, original_stmt: ast.Node, candidate_stmt: ast
         return DifferentialReport(skipped=f"no perturbed instances: {exc.diag.message_primary or exc}")
     return DifferentialReport(report.tried, report.counterexample, report.skipped,
                               (time.perf_counter() - start) * 1000.0)
+
+
+MIN_INFORMATIVE = 2
+"""Non-empty instances a verdict on instances alone needs (one agreeing instance is too thin)."""
+
+
+def informative(report: DifferentialReport) -> int:
+    """Instances where both agreed and the original's result had a non-NULL value in some row."""
+    return sum(1 for t in report.tried if t.get("verdict") == "agree" and t.get("informative"))
+
+
+def check_informative(session: ReadOnlySession, original_stmt: ast.Node, candidate_stmt: ast.Node,
+                      order: equivalence.OrderSpec, config: InstanceConfig = InstanceConfig()) -> DifferentialReport:
+    """`check`, sampling deeper once (more rows, partners of partners) when fewer than two instances
+    gave the original a non-empty result: for verdicts that rest on the instances alone."""
+    report = check(session, original_stmt, candidate_stmt, order, config)
+    if report.counterexample is not None or report.skipped or informative(report) >= MIN_INFORMATIVE:
+        return report
+    deeper = dataclasses.replace(config, sample_rows=min(10_000, 4 * config.sample_rows),
+                                 partner_rounds=config.partner_rounds + 2)
+    second = check(session, original_stmt, candidate_stmt, order, deeper)
+    return dataclasses.replace(second, tried=report.tried + second.tried,
+                               elapsed_ms=report.elapsed_ms + second.elapsed_ms)
 
 
 def _try_instances(scratch: Scratch, builder: InstanceBuilder, queries: tuple[str, str],

@@ -43,6 +43,9 @@ class InstanceConfig:
     """Cap on one query over one instance (instances are tiny; a slow one proves nothing)."""
     sampling_timeout_ms: int = 5_000
     """Cap on one sampling statement over a live table; a step that hits it is skipped."""
+    partner_rounds: int = 1
+    """Rounds of adding rows that meet partners sampled later; more reach partners of partners
+    (a part's partsupp rows, then their lineitems), at the cost of more sampling statements."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.sample_rows <= 10_000:
@@ -184,23 +187,39 @@ class InstanceBuilder:
 
         The first pass samples the many side before the filtered side, so the rows a filter selects
         (Brand#23 parts) would otherwise meet none of their partners (their lineitems), and a
-        query correlated on that link would see only empty groups. Only partner keys the sample
-        does not hold yet are pulled, so no sampled row is doubled.
+        query correlated on that link would see only empty groups. A table linked to one partner
+        by several columns (l_partkey, l_suppkey to partsupp) is matched on all of them together,
+        then on each. Only partner keys the sample does not hold yet are pulled, so no sampled row
+        is doubled. Later rounds (`partner_rounds`) follow every link again, reaching partners of
+        partners.
         """
         n = self.config.sample_rows
         position = {t.oid: i for i, t in enumerate(order)}
-        for table in order:
-            cols = _columns(table.writable_columns)
-            for column, _, partner_oid, partner_column in self._links_of(table):
-                if position.get(partner_oid, -1) <= position[table.oid]:
-                    continue
-                self._try(sql.SQL(
-                    "INSERT INTO {dst} ({cols}) SELECT {cols} FROM {src} WHERE {col} IN"
-                    " (SELECT {pcol} FROM {psmp} EXCEPT SELECT {col} FROM {dst}) LIMIT {k}"
-                    " ON CONFLICT DO NOTHING"
-                ).format(dst=self._smp(table), cols=cols, src=table.identifier, col=sql.Identifier(column),
-                         pcol=sql.Identifier(partner_column), psmp=self._smp(self.by_oid[partner_oid]),
-                         k=sql.Literal(3 * n)), sampling=True)
+        for round_ in range(self.config.partner_rounds):
+            added = 0
+            for table in order:
+                groups: dict[int, list[tuple[str, str]]] = {}
+                for column, _, partner_oid, partner_column in self._links_of(table):
+                    if round_ == 0 and position.get(partner_oid, -1) <= position[table.oid]:
+                        continue
+                    pairs = groups.setdefault(partner_oid, [])
+                    if (column, partner_column) not in pairs:
+                        pairs.append((column, partner_column))
+                for partner_oid, pairs in groups.items():
+                    ways = ([pairs] if len(pairs) > 1 else []) + [[pair] for pair in pairs]
+                    for way in ways:
+                        mine = _columns([c for c, _ in way])
+                        theirs = _columns([p for _, p in way])
+                        rows = self._try(sql.SQL(
+                            "INSERT INTO {dst} ({cols}) SELECT {cols} FROM {src} WHERE ({mine}) IN"
+                            " (SELECT {theirs} FROM {psmp} EXCEPT SELECT {mine} FROM {dst}) LIMIT {k}"
+                            " ON CONFLICT DO NOTHING RETURNING 1"
+                        ).format(dst=self._smp(table), cols=_columns(table.writable_columns), src=table.identifier,
+                                 mine=mine, theirs=theirs, psmp=self._smp(self.by_oid[partner_oid]),
+                                 k=sql.Literal(3 * n)), sampling=True)
+                        added += len(rows or ())
+            if not added:
+                return
 
     def _visit_order(self) -> list[TableFacts]:
         def inward(t: TableFacts) -> int:

@@ -229,9 +229,10 @@ class Verifier:
         if shape:
             return Outcome(OutcomeStatus.SHAPE_MISMATCH, shape, evidence=evidence)
         order = equivalence.order_spec(original.statement, [c.name for c in run.columns])
-        report = differential.check(self.session, original.statement, candidate_stmt, order, self.config.instances)
+        report = differential.check_informative(self.session, original.statement, candidate_stmt, order,
+                                                self.config.instances)
         evidence["perturbed_instances"] = report.to_json()
-        informative = sum(1 for t in report.tried if t.get("verdict") == "agree" and t.get("informative"))
+        informative = differential.informative(report)
         evidence["equivalence"] = {
             "method": f"sampled and perturbed instances only: the original does not finish on the live data "
                       f"within {cap} ms",
@@ -241,8 +242,9 @@ class Verifier:
             cx = report.counterexample
             return Outcome(OutcomeStatus.NOT_EQUIVALENT, f"differs on an instance ({cx['instance']}): "
                            f"{cx['difference']}", evidence=evidence, counterexample=cx)
-        if report.skipped or not informative:
-            why = report.skipped or "no instance gave the original a non-empty, non-NULL result to compare"
+        if report.skipped or informative < differential.MIN_INFORMATIVE:
+            why = report.skipped or (f"only {informative} instance(s) gave the original a non-empty, non-NULL "
+                                     f"result to compare (at least {differential.MIN_INFORMATIVE} are needed)")
             return Outcome(OutcomeStatus.UNVERIFIABLE, f"the original timed out, and {why}", evidence=evidence)
         distance = textdiff.normalized_edit_distance(original.sql, candidate, self.config.min_edit_distance)
         evidence["edit_distance"] = round(distance, 4)
