@@ -10,12 +10,12 @@ import csv
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pglast
 import psycopg
 import pytest
+from benchdata import Loaded, load_dataset
 from psycopg import errors
 
 from sidecar.bench import csvdata, tpcds
@@ -41,27 +41,9 @@ DATA_DEPENDENT_ERRORS = {"q90": errors.DivisionByZero}
 WORKLOAD = tpcds.queries()
 
 
-@dataclass(frozen=True)
-class Loaded:
-    dsn: str
-    data_dir: Path
-    counts: dict[str, int]
-    progress: list[str]
-
-
 @pytest.fixture(scope="module")
 def loaded(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
-    cluster.psql("-c", f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-    cluster.psql("-c", f"CREATE DATABASE {DB}")
-    data_dir = tmp_path_factory.mktemp("tpcds") / "sf0.01"
-    lines: list[str] = []
-    started = time.monotonic()
-    tpcds.generate(SCALE, data_dir, lines.append)
-    generated = time.monotonic()
-    counts = tpcds.load(cluster.dsn(DB), data_dir, fk_indexes=True, progress=lines.append)
-    lines.append(f"[test] generate {generated - started:.2f} s, load {time.monotonic() - generated:.2f} s")
-    yield Loaded(cluster.dsn(DB), data_dir, counts, lines)
-    cluster.psql("-c", f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+    yield from load_dataset(tpcds, cluster, tmp_path_factory, DB, SCALE, fk_indexes=True)
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,11 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import pytest
+from benchdata import Loaded, load_dataset
 
 from sidecar.bench import csvdata, tpch
 from sidecar.bench.workloads import BenchQuery
@@ -28,27 +28,9 @@ FK_INDEXES = {
 WORKLOAD = tpch.queries(instances=2, seed=1, scale=SCALE)
 
 
-@dataclass(frozen=True)
-class Loaded:
-    dsn: str
-    data_dir: Path
-    counts: dict[str, int]
-    progress: list[str]
-
-
 @pytest.fixture(scope="module")
 def loaded(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
-    cluster.psql("-c", f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-    cluster.psql("-c", f"CREATE DATABASE {DB}")
-    data_dir = tmp_path_factory.mktemp("tpch") / "sf0.01"
-    lines: list[str] = []
-    started = time.monotonic()
-    tpch.generate(SCALE, data_dir, lines.append)
-    generated = time.monotonic()
-    counts = tpch.load(cluster.dsn(DB), data_dir, progress=lines.append)
-    lines.append(f"[test] generate {generated - started:.2f} s, load {time.monotonic() - generated:.2f} s")
-    yield Loaded(cluster.dsn(DB), data_dir, counts, lines)
-    cluster.psql("-c", f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+    yield from load_dataset(tpch, cluster, tmp_path_factory, DB, SCALE)
 
 
 @pytest.fixture(scope="module")
