@@ -7,7 +7,6 @@ queries are pointed at them by rewriting their table references (`relations.redi
 from __future__ import annotations
 
 import dataclasses
-
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,8 +15,23 @@ import psycopg
 from pglast import ast
 
 from sidecar.verify import equivalence, relations, tablefacts
-from sidecar.verify.instances import Boundary, Focus, Instance, InstanceBuilder, InstanceConfig, Link, jsonable
-from sidecar.verify.session import DatabaseUnavailable, PermissionRefused, ReadOnlySession, Run, Scratch, SessionError
+from sidecar.verify.instances import (
+    Boundary,
+    Focus,
+    Instance,
+    InstanceBuilder,
+    InstanceConfig,
+    Link,
+    jsonable,
+)
+from sidecar.verify.session import (
+    DatabaseUnavailable,
+    PermissionRefused,
+    ReadOnlySession,
+    Run,
+    Scratch,
+    SessionError,
+)
 
 
 @dataclass(frozen=True)
@@ -208,8 +222,8 @@ def _loose_focus(found: list[relations.QueryRelations], tables: list[tablefacts.
     grouped: dict[int, list[str]] = {}
     for rel in found:
         for columns, predicate in rel.loose_filters:
-            owners = {t.oid for t in tables if all(t.column(c) is not None for c in columns)}
-            if len(owners) == 1 and all(sum(1 for t in tables if t.column(c) is not None) == 1 for c in columns):
+            owners = {t.oid for c in columns for t in tables if t.column(c) is not None}
+            if len(owners) == 1 and all(any(t.column(c) is not None for t in tables) for c in columns):
                 preds = grouped.setdefault(owners.pop(), [])
                 if predicate not in preds:
                     preds.append(predicate)
