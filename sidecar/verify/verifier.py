@@ -1,6 +1,8 @@
 """The verifier's runner: the checks in order, cheap before expensive, ending in a typed Outcome."""
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,41 +85,134 @@ class Verifier:
         self.session = session
         self.config = config
 
-    def prepare(self, original: str, values: dict[int, str | None] | None = None) -> OriginalProfile:
+    def prepare(self, original: str,
+                values: Mapping[int, str | None] | parameters.ParameterSet | None = None) -> OriginalProfile:
         """Guard, EXPLAIN and run the original once (its warm-up).
 
         An original with `$n` parameters must have a generic plan (that is its executability
-        check); it then runs with `values`, or with typical values taken from the columns the
-        parameters are compared with. Candidates are bound to the same values.
+        check); it then runs with `values` (plain values: source "given"; a ParameterSet keeps each
+        value's source), or with typical values taken from the columns the parameters are
+        compared with. Candidates are bound to the same values.
 
         Raises GuardError (refused), PermissionRefused (caller may not read it) or
         OriginalError (it does not run).
         """
         raw = guard(original)
-        generic_plan = None
-        chosen: dict[int, Chosen] = {}
-        text = original
-        if relations.parameter_numbers(raw.stmt):
-            generic_plan, explained, _ = self.session.explain_generic(original)
-            _raise_for_original(explained)
-            if values is None:
-                try:
-                    chosen = parameters.choose(self.session, raw.stmt)
-                except parameters.ParameterError as exc:
-                    raise OriginalError(str(exc)) from None
-            else:
-                chosen = {n: Chosen(v, "given") for n, v in values.items()}
+        if not relations.parameter_numbers(raw.stmt):
+            return self._run_original(original, raw.stmt, original, {}, None)
+        generic_plan = self._generic_plan(original)
+        if values is None:
             try:
-                original = relations.bind(raw.stmt, {n: c.value for n, c in chosen.items()})
-            except KeyError as exc:
-                raise OriginalError(str(exc.args[0])) from None
-            raw = guard(original)
+                chosen = parameters.choose(self.session, raw.stmt)
+            except parameters.ParameterError as exc:
+                raise OriginalError(str(exc)) from None
+        elif isinstance(values, parameters.ParameterSet):
+            chosen = dict(values.values)
+        else:
+            chosen = {n: Chosen(v, "given") for n, v in values.items()}
+        return self._bind_original(original, raw.stmt, chosen, generic_plan)
+
+    def prepare_sets(self, original: str, given: Sequence[Mapping[int, str | None]] = (),
+                     minimum: int = 3, maximum: int = 5) -> list[OriginalProfile]:
+        """One profile per parameter set, for `verify_sets`.
+
+        An original without `$n` has one profile (parameter sets do not apply). With `$n`, the
+        sets come from `parameters.choose_sets` (the `given` samples of real executions first, then
+        the planner's statistics), each value keeping its source; fewer than `minimum` distinct
+        sets is an OriginalError. Raises as `prepare` does.
+        """
+        raw = guard(original)
+        if not relations.parameter_numbers(raw.stmt):
+            return [self.prepare(original)]
+        generic_plan = self._generic_plan(original)
+        try:
+            sets = parameters.choose_sets(self.session, raw.stmt, given, minimum=minimum, maximum=maximum)
+        except parameters.ParameterError as exc:
+            raise OriginalError(str(exc)) from None
+        return [self._bind_original(original, raw.stmt, dict(s.values), generic_plan) for s in sets]
+
+    def _generic_plan(self, original: str) -> dict[str, Any] | None:
+        generic_plan, explained, _ = self.session.explain_generic(original)
+        _raise_for_original(explained)
+        return generic_plan
+
+    def _bind_original(self, text: str, statement: Any, chosen: dict[int, Chosen],
+                       generic_plan: dict[str, Any] | None) -> OriginalProfile:
+        try:
+            bound = relations.bind(statement, {n: c.value for n, c in chosen.items()})
+        except KeyError as exc:
+            raise OriginalError(str(exc.args[0])) from None
+        return self._run_original(bound, guard(bound).stmt, text, chosen, generic_plan)
+
+    def _run_original(self, original: str, statement: Any, text: str, chosen: dict[int, Chosen],
+                      generic_plan: dict[str, Any] | None) -> OriginalProfile:
         plan, explained = self.session.explain(original)
         _raise_for_original(explained)
         warmup = self.session.run(original)
         _raise_for_original(warmup)
-        return OriginalProfile(sql=original, statement=raw.stmt, plan=plan, warmup=warmup, text=text,
+        return OriginalProfile(sql=original, statement=statement, plan=plan, warmup=warmup, text=text,
                                parameters=chosen, generic_plan=generic_plan)
+
+    def verify_sets(self, originals: Sequence[OriginalProfile], candidate: str) -> Outcome:
+        """Verify `candidate` on every parameter set of one original (profiles from `prepare_sets`).
+
+        One profile: exactly `verify`. Several: `verify` on each, in order, stopping at the first
+        set whose outcome is not FASTER; the candidate is FASTER only when it is on every set.
+
+        * All FASTER: `speedup` is the geometric mean of the per-set speedups, `original_ms` and
+          `candidate_ms` the arithmetic means of the per-set medians; `evidence` is the first set's
+          (plans, equivalence, latencies…), `evidence["speedup_is_lower_bound"]` is true when it is
+          on any set.
+        * Otherwise: the failing set's status, detail prefixed "on parameter set k of n: ",
+          speedup, times, evidence and counterexample; `evidence["failed_parameter_set"]` is k.
+
+        Either way `evidence["parameter_sets"]` lists every set verified: {"set": k, "parameters":
+        {"$1": {"value", "source"}}, "status", "detail", "speedup", "original_ms", "candidate_ms",
+        "speedup_is_lower_bound"}, and `evidence["speedup_min"]` is the least of their speedups.
+        """
+        if not originals:
+            raise ValueError("verify_sets needs at least one profile")
+        if len(originals) == 1:
+            return self.verify(originals[0], candidate)
+        total = len(originals)
+        entries: list[dict[str, Any]] = []
+        outcomes: list[Outcome] = []
+        for k, profile in enumerate(originals, start=1):
+            outcome = self.verify(profile, candidate)
+            outcomes.append(outcome)
+            entries.append({
+                "set": k,
+                "parameters": {f"${n}": {"value": c.value, "source": c.source}
+                               for n, c in sorted(profile.parameters.items())},
+                "status": outcome.status.value,
+                "detail": outcome.detail,
+                "speedup": round(outcome.speedup, 4),
+                "original_ms": round(outcome.original_ms, 3),
+                "candidate_ms": round(outcome.candidate_ms, 3),
+                "speedup_is_lower_bound": bool(outcome.evidence.get("speedup_is_lower_bound", False)),
+            })
+            if outcome.status is not OutcomeStatus.FASTER:
+                evidence = dict(outcome.evidence)
+                evidence["parameter_sets"] = entries
+                evidence["speedup_min"] = round(min(o.speedup for o in outcomes), 4)
+                evidence["failed_parameter_set"] = k
+                return Outcome(outcome.status, f"on parameter set {k} of {total}: {outcome.detail}",
+                               speedup=outcome.speedup, original_ms=outcome.original_ms,
+                               candidate_ms=outcome.candidate_ms, evidence=evidence,
+                               counterexample=outcome.counterexample)
+        speedups = [o.speedup for o in outcomes]
+        mean = math.exp(sum(math.log(max(x, 1e-9)) for x in speedups) / total)
+        lower_bound = any(e["speedup_is_lower_bound"] for e in entries)
+        evidence = dict(outcomes[0].evidence)
+        evidence["parameter_sets"] = entries
+        evidence["speedup_min"] = round(min(speedups), 4)
+        if lower_bound:
+            evidence["speedup_is_lower_bound"] = True
+        detail = (f"{'at least ' if lower_bound else ''}{mean:.2f}x, geometric mean over {total} parameter sets "
+                  f"(least {min(speedups):.2f}x on set {speedups.index(min(speedups)) + 1})")
+        return Outcome(OutcomeStatus.FASTER, detail, speedup=mean,
+                       original_ms=sum(o.original_ms for o in outcomes) / total,
+                       candidate_ms=sum(o.candidate_ms for o in outcomes) / total, evidence=evidence)
 
     def verify(self, original: OriginalProfile, candidate: str) -> Outcome:
         """All checks for one candidate; never raises for a bad candidate."""
