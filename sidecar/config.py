@@ -35,6 +35,9 @@ class SidecarConfig:
     """Timed runs per query after the warm-up."""
     dead_zone: float = 0.10
     """Speedups within 1 ± dead_zone are "no change"."""
+    min_parameter_sets: int = 3
+    """A statement with `$n` parameters is verified on at least this many parameter sets (sampled
+    executions first, then values from the planner's statistics); a rewrite must win on each."""
     max_concurrent: int = 1
     """Requests verified at the same time; more make timings interfere on small machines."""
     cache_ttl_s: float = 600.0
@@ -55,7 +58,7 @@ class SidecarConfig:
             raise ValueError(f"act_as must be 'login' or 'set_role'; got {self.act_as!r}")
         if self.backend not in ("rules",):
             raise ValueError(f"unknown backend {self.backend!r}; available: rules")
-        for name in ("max_candidates", "statement_timeout_ms", "timed_runs", "max_concurrent"):
+        for name in ("max_candidates", "statement_timeout_ms", "timed_runs", "max_concurrent", "min_parameter_sets"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if not 0.0 <= self.dead_zone < 1.0:

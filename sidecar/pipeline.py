@@ -3,19 +3,21 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import difflib
 import json
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import pglast
 import psycopg
 from psycopg.conninfo import make_conninfo
 
 from sidecar.backends.base import Backend, Prompt
 from sidecar.catalog import load_catalog, referenced_tables
 from sidecar.config import SidecarConfig
-from sidecar.verify import Outcome, OutcomeStatus, ReadOnlySession, Verifier, VerifierConfig, guard
+from sidecar.verify import Outcome, OutcomeStatus, ReadOnlySession, Verifier, VerifierConfig, guard, parameters
 from sidecar.verify.session import DatabaseUnavailable, PermissionRefused, SessionError
 
 
@@ -34,6 +36,15 @@ class RequestOptions:
     deadline: float | None = None
     """time.monotonic() by which the caller stops waiting: no new candidate is verified after it,
     and no statement may run past it."""
+    parameter_sets: tuple[tuple[tuple[int, str | None], ...], ...] = ()
+    """For a statement with `$n`: known values ((n, value), ...) per set, e.g. sampled from the
+    server log; tried before sets chosen from the planner's statistics."""
+    min_parameter_sets: int | None = None
+    """A statement with `$n` is verified on at least this many parameter sets, and a rewrite must
+    win on each."""
+
+    def given_sets(self) -> list[dict[int, str | None]]:
+        return [dict(values) for values in self.parameter_sets]
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,10 @@ class RewriteResult:
     measured_at: str = ""
     cached: bool = False
     verified_as: str = ""
+    original_example: str = ""
+    """The original as executed: with the first parameter set bound, for a statement with `$n`."""
+    model: str = ""
+    backend_version: str = ""
 
     def evidence(self) -> dict[str, Any]:
         """Everything behind the answer, as one JSON-ready document."""
@@ -90,7 +105,13 @@ class RewriteResult:
                 "cost_before": best_evidence.get("cost_before"),
                 "cost_after": best_evidence.get("cost_after"),
             } if best else None,
+            "parameter_sets": best_evidence.get("parameter_sets", []),
+            "speedup_min": best_evidence.get("speedup_min", round(self.speedup, 4)),
+            "original_example": self.original_example,
+            "pretty": pretty_diff(self.original_sql, self.rewritten_sql) if best else None,
             "attempts": [a.to_json() for a in self.attempts],
+            "model": self.model,
+            "backend_version": self.backend_version,
             "generation_ms": round(self.generation_ms, 3),
             "verification_ms": round(self.verification_ms, 3),
             "verified_as": self.verified_as,
@@ -160,7 +181,7 @@ class RewritePipeline:
         Raises GuardError / OriginalError (bad query), PermissionRefused, DatabaseUnavailable.
         """
         key = (database, role, login_role, query, options.max_candidates, options.statement_timeout_ms,
-               options.timed_runs, options.dead_zone)
+               options.timed_runs, options.dead_zone, options.parameter_sets, options.min_parameter_sets)
         if not options.no_cache:
             with self._lock:
                 hit = self._cache.get(key)
@@ -180,13 +201,15 @@ class RewritePipeline:
 
     def _rewrite(self, query: str, database: str, role: str, login_role: str,
                  options: RequestOptions) -> RewriteResult:
+        query = parameters.normalize_placeholders(query)
         guard(query)  # refuse before touching the database
         verifier_config = self._verifier_config(options)
         with self._session(database, role, login_role, verifier_config) as session:
             verifier = Verifier(session, verifier_config)
             verified_as = session.role or session.connection.info.user
             started = time.perf_counter()
-            original = verifier.prepare(query)
+            originals = verifier.prepare_sets(query, options.given_sets(), self._min_sets(options))
+            original = originals[0]
             tables = referenced_tables(query)
             catalog = load_catalog(session.connection, tables)
             prepared_ms = (time.perf_counter() - started) * 1000.0
@@ -206,7 +229,7 @@ class RewritePipeline:
                     continue
                 seen.add(completion.text)
                 attempts.append(Attempt(completion.text, completion.source,
-                                        verifier.verify(original, completion.text)))
+                                        verifier.verify_sets(originals, completion.text)))
             verification_ms = prepared_ms + (time.perf_counter() - started) * 1000.0
 
         result = RewriteResult(
@@ -222,6 +245,9 @@ class RewritePipeline:
             verification_ms=verification_ms,
             measured_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             verified_as=verified_as,
+            original_example=original.sql,
+            model=getattr(self.backend, "model", ""),
+            backend_version=getattr(self.backend, "version", ""),
         )
         winners = [a for a in attempts if a.outcome.status is OutcomeStatus.FASTER]
         if winners:
@@ -236,6 +262,11 @@ class RewritePipeline:
                 result.message = (f"at least {best.outcome.speedup:.1f}x faster ({best.source}); the original does "
                                   f"not finish within {best.outcome.original_ms / 1000:.0f} s, so equivalence was "
                                   "shown on sampled and perturbed instances, not on the live data")
+            elif len(originals) > 1:
+                result.message = (f"verified equivalent and faster on each of {len(originals)} parameter sets "
+                                  f"({best.outcome.speedup:.2f}x geometric mean, "
+                                  f"{best.outcome.evidence.get('speedup_min', best.outcome.speedup):.2f}x at least; "
+                                  f"{best.source})")
             else:
                 result.message = f"verified equivalent and {best.outcome.speedup:.2f}x faster ({best.source})"
         elif not attempts:
@@ -247,12 +278,33 @@ class RewritePipeline:
 
     def verify(self, original: str, candidate: str, database: str, role: str, login_role: str = "",
                options: RequestOptions = RequestOptions()) -> Outcome:
-        """Verify one given candidate against `original`."""
+        """Verify one given candidate against `original` (on each parameter set, if it has `$n`)."""
+        original = parameters.normalize_placeholders(original)
+        candidate = parameters.normalize_placeholders(candidate)
         guard(original)
         verifier_config = self._verifier_config(options)
         with self._session(database, role, login_role, verifier_config) as session:
             verifier = Verifier(session, verifier_config)
-            return verifier.verify(verifier.prepare(original), candidate)
+            originals = verifier.prepare_sets(original, options.given_sets(), self._min_sets(options))
+            return verifier.verify_sets(originals, candidate)
+
+    def _min_sets(self, options: RequestOptions) -> int:
+        return options.min_parameter_sets or self.config.min_parameter_sets
+
+
+def pretty(sql: str) -> str:
+    """PostgreSQL's grammar, printed one clause per line (the text itself if it does not parse)."""
+    try:
+        return str(pglast.prettify(sql, comma_at_eoln=True, special_functions=True))
+    except Exception:  # noqa: BLE001 - pretty-printing is a convenience, never a failure
+        return sql.strip()
+
+
+def pretty_diff(before: str, after: str) -> dict[str, str]:
+    """Both texts pretty-printed, and a unified diff of the two (for review in psql or a diff tool)."""
+    a, b = pretty(before), pretty(after)
+    diff = "\n".join(difflib.unified_diff(a.splitlines(), b.splitlines(), "original", "rewrite", lineterm=""))
+    return {"before": a, "after": b, "diff": diff}
 
 
 def evidence_json(result: RewriteResult) -> str:

@@ -27,9 +27,22 @@ SERVICE_NAME = "laser.v1.Laser"
 T = TypeVar("T")
 
 
-def _options(message: laser_pb2.Options, context: grpc.aio.ServicerContext) -> RequestOptions:
+def _parameter_sets(sets: Any) -> tuple[tuple[tuple[int, str | None], ...], ...]:
+    out = []
+    for given in sets:
+        numbers = [p.number for p in given.parameters]
+        if any(n == 0 for n in numbers) or len(set(numbers)) != len(numbers):
+            raise ValueError("a parameter set names each $n (n >= 1) at most once")
+        out.append(tuple(sorted((p.number, None if p.is_null else p.value) for p in given.parameters)))
+    return tuple(out)
+
+
+def _options(message: laser_pb2.Options, context: grpc.aio.ServicerContext,
+             sets: Any = ()) -> RequestOptions:
     remaining = context.time_remaining()
     return RequestOptions(
+        parameter_sets=_parameter_sets(sets),
+        min_parameter_sets=message.min_parameter_sets or None,
         deadline=None if remaining is None else time.monotonic() + remaining,
         max_candidates=message.max_candidates or None,
         statement_timeout_ms=message.statement_timeout_ms or None,
@@ -96,8 +109,15 @@ class LaserService(laser_pb2_grpc.LaserServicer):
             await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
         raise AssertionError("unreachable: context.abort raises")
 
+    async def _checked(self, context: grpc.aio.ServicerContext, make: Callable[[], T]) -> T:
+        try:
+            return make()
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        raise AssertionError("unreachable: context.abort raises")
+
     async def Rewrite(self, request: laser_pb2.RewriteRequest, context: grpc.aio.ServicerContext) -> laser_pb2.RewriteResponse:  # noqa: N802
-        options = _options(request.options, context)
+        options = await self._checked(context, lambda: _options(request.options, context, request.parameter_sets))
         result = await self._call(context, lambda: self.pipeline.rewrite(
             request.query, request.target.database, request.target.role, request.target.login_role, options))
         log.info("rewrite db=%s role=%s status=%s speedup=%.2f cached=%s", request.target.database,
@@ -105,7 +125,7 @@ class LaserService(laser_pb2_grpc.LaserServicer):
         return _response(result)
 
     async def Verify(self, request: laser_pb2.VerifyRequest, context: grpc.aio.ServicerContext) -> laser_pb2.VerifyResponse:  # noqa: N802
-        options = _options(request.options, context)
+        options = await self._checked(context, lambda: _options(request.options, context, request.parameter_sets))
         outcome = await self._call(context, lambda: self.pipeline.verify(
             request.original, request.candidate, request.target.database, request.target.role,
             request.target.login_role, options))

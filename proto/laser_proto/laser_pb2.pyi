@@ -7,18 +7,38 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Options(_message.Message):
-    __slots__ = ("max_candidates", "statement_timeout_ms", "timed_runs", "dead_zone", "no_cache")
+    __slots__ = ("max_candidates", "statement_timeout_ms", "timed_runs", "dead_zone", "no_cache", "min_parameter_sets")
     MAX_CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     STATEMENT_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     TIMED_RUNS_FIELD_NUMBER: _ClassVar[int]
     DEAD_ZONE_FIELD_NUMBER: _ClassVar[int]
     NO_CACHE_FIELD_NUMBER: _ClassVar[int]
+    MIN_PARAMETER_SETS_FIELD_NUMBER: _ClassVar[int]
     max_candidates: int
     statement_timeout_ms: int
     timed_runs: int
     dead_zone: float
     no_cache: bool
-    def __init__(self, max_candidates: _Optional[int] = ..., statement_timeout_ms: _Optional[int] = ..., timed_runs: _Optional[int] = ..., dead_zone: _Optional[float] = ..., no_cache: _Optional[bool] = ...) -> None: ...
+    min_parameter_sets: int
+    def __init__(self, max_candidates: _Optional[int] = ..., statement_timeout_ms: _Optional[int] = ..., timed_runs: _Optional[int] = ..., dead_zone: _Optional[float] = ..., no_cache: _Optional[bool] = ..., min_parameter_sets: _Optional[int] = ...) -> None: ...
+
+class Parameter(_message.Message):
+    __slots__ = ("number", "value", "is_null")
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    IS_NULL_FIELD_NUMBER: _ClassVar[int]
+    number: int
+    value: str
+    is_null: bool
+    def __init__(self, number: _Optional[int] = ..., value: _Optional[str] = ..., is_null: _Optional[bool] = ...) -> None: ...
+
+class ParameterSet(_message.Message):
+    __slots__ = ("parameters", "source")
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    parameters: _containers.RepeatedCompositeFieldContainer[Parameter]
+    source: str
+    def __init__(self, parameters: _Optional[_Iterable[_Union[Parameter, _Mapping]]] = ..., source: _Optional[str] = ...) -> None: ...
 
 class Target(_message.Message):
     __slots__ = ("database", "role", "login_role")
@@ -59,14 +79,16 @@ class Candidate(_message.Message):
     def __init__(self, sql: _Optional[str] = ..., source: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, _Mapping]] = ...) -> None: ...
 
 class RewriteRequest(_message.Message):
-    __slots__ = ("query", "target", "options")
+    __slots__ = ("query", "target", "options", "parameter_sets")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    PARAMETER_SETS_FIELD_NUMBER: _ClassVar[int]
     query: str
     target: Target
     options: Options
-    def __init__(self, query: _Optional[str] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., options: _Optional[_Union[Options, _Mapping]] = ...) -> None: ...
+    parameter_sets: _containers.RepeatedCompositeFieldContainer[ParameterSet]
+    def __init__(self, query: _Optional[str] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., options: _Optional[_Union[Options, _Mapping]] = ..., parameter_sets: _Optional[_Iterable[_Union[ParameterSet, _Mapping]]] = ...) -> None: ...
 
 class RewriteResponse(_message.Message):
     __slots__ = ("status", "original_sql", "rewritten_sql", "message", "speedup", "original_ms", "rewrite_ms", "source", "candidates", "backend", "generation_ms", "verification_ms", "cached", "measured_at", "evidence_json")
@@ -103,16 +125,18 @@ class RewriteResponse(_message.Message):
     def __init__(self, status: _Optional[str] = ..., original_sql: _Optional[str] = ..., rewritten_sql: _Optional[str] = ..., message: _Optional[str] = ..., speedup: _Optional[float] = ..., original_ms: _Optional[float] = ..., rewrite_ms: _Optional[float] = ..., source: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., backend: _Optional[str] = ..., generation_ms: _Optional[float] = ..., verification_ms: _Optional[float] = ..., cached: _Optional[bool] = ..., measured_at: _Optional[str] = ..., evidence_json: _Optional[str] = ...) -> None: ...
 
 class VerifyRequest(_message.Message):
-    __slots__ = ("original", "candidate", "target", "options")
+    __slots__ = ("original", "candidate", "target", "options", "parameter_sets")
     ORIGINAL_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    PARAMETER_SETS_FIELD_NUMBER: _ClassVar[int]
     original: str
     candidate: str
     target: Target
     options: Options
-    def __init__(self, original: _Optional[str] = ..., candidate: _Optional[str] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., options: _Optional[_Union[Options, _Mapping]] = ...) -> None: ...
+    parameter_sets: _containers.RepeatedCompositeFieldContainer[ParameterSet]
+    def __init__(self, original: _Optional[str] = ..., candidate: _Optional[str] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., options: _Optional[_Union[Options, _Mapping]] = ..., parameter_sets: _Optional[_Iterable[_Union[ParameterSet, _Mapping]]] = ...) -> None: ...
 
 class VerifyResponse(_message.Message):
     __slots__ = ("outcome",)

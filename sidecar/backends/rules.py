@@ -17,6 +17,16 @@ class RulesBackend:
     """
 
     name = "rules"
+    model = ""
+    """No model: the candidates come from the rules in sidecar.rules."""
+
+    @property
+    def version(self) -> str:
+        from importlib.metadata import version
+
+        import sqlglot
+
+        return f"laser-pg {version('laser-pg')}, sqlglot {sqlglot.__version__}"
 
     def generate(
         self,

@@ -3,6 +3,8 @@
 ``extract(year from c) = 2024``, ``date_trunc('month', c) = '2024-02-01'``, ``c::date = '2024-02-29'``
 (also ``<``, ``<=``, ``>``, ``>=`` for the cast) and ``to_char(c, 'YYYY-MM-DD') = '2024-02-29'``
 become a half-open range ``c >= lo AND c < hi`` that a B-tree index on ``c`` can serve.
+``c::date = $1`` (a statement from pg_stat_statements, constants normalized to parameters) becomes
+``c >= CAST($1 AS DATE) AND c < CAST($1 AS DATE) + 1``: true for every value of ``$1``.
 
 Constraints relied on:
 
@@ -87,6 +89,8 @@ def _rewrite(
         if isinstance(right, exp.Literal) and right.is_string and unit is not None:
             start = _parse_partial(right.name, unit)
     elif isinstance(left, exp.Cast) and left.to.is_type(exp.DataType.Type.DATE):
+        if _parameter(right) is not None:
+            return _parameter_range(left.this, op, _parameter(right), select, catalog)
         column, unit, start = left.this, "day", _date_constant(right)
     if unit not in ("day", "month", "year") or start is None or not isinstance(column, exp.Column):
         return None
@@ -112,7 +116,48 @@ def _rewrite(
 
 
 def _is_constant(node: exp.Expression) -> bool:
-    return isinstance(node, exp.Literal) or (isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal))
+    if isinstance(node, (exp.Literal, exp.Parameter, exp.Placeholder)):
+        return True
+    return isinstance(node, exp.Cast) and isinstance(node.this, (exp.Literal, exp.Parameter, exp.Placeholder))
+
+
+def _parameter(node: exp.Expression) -> exp.Expression | None:
+    """``$n`` itself, or ``$n`` cast to a date or timestamp type."""
+    if isinstance(node, exp.Cast) and node.to.this in (
+        exp.DataType.Type.DATE, exp.DataType.Type.TIMESTAMP, exp.DataType.Type.TIMESTAMPTZ,
+    ):
+        node = node.this
+    return node if isinstance(node, (exp.Parameter, exp.Placeholder)) else None
+
+
+def _parameter_range(column: exp.Expression, op: type[exp.Expression], parameter: exp.Expression,
+                     select: exp.Select, catalog: Catalog) -> exp.Expression | None:
+    """``c::date <op> $n`` as a range on ``c``, with the day bounds computed from ``$n`` by the server.
+
+    >>> import sqlglot
+    >>> from sidecar.catalog import Catalog, Column, Table
+    >>> orders = Table("public", "orders", (Column("created_at", "timestamp without time zone", False),))
+    >>> tree = sqlglot.parse_one("SELECT 1 FROM orders WHERE created_at::date = $1", read="postgres")
+    >>> sargable_predicates(tree, Catalog({"public.orders": orders})).sql(dialect="postgres")
+    'SELECT 1 FROM orders WHERE created_at >= CAST($1 AS DATE) AND created_at < CAST($1 AS DATE) + 1'
+    """
+    if not isinstance(column, exp.Column):
+        return None
+    resolved = resolve_column(column, select, catalog)
+    if resolved is None or resolved[2].data_type not in DATE_TYPES:
+        return None
+    lower = exp.cast(parameter.copy(), exp.DataType.Type.DATE)
+    upper = exp.Add(this=exp.cast(parameter.copy(), exp.DataType.Type.DATE), expression=exp.Literal.number(1))
+    bare = column.copy()
+    if op is exp.EQ:
+        return exp.and_(exp.GTE(this=bare, expression=lower), exp.LT(this=bare.copy(), expression=upper))
+    if op is exp.LT:
+        return exp.LT(this=bare, expression=lower)
+    if op is exp.LTE:
+        return exp.LT(this=bare, expression=upper)
+    if op is exp.GT:
+        return exp.GTE(this=bare, expression=upper)
+    return exp.GTE(this=bare, expression=lower)
 
 
 def _date_constant(node: exp.Expression) -> dt.date | None:

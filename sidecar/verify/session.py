@@ -15,6 +15,10 @@ import psycopg
 from psycopg import errors, sql
 
 APPLICATION_NAME = "laser-verifier"
+MARKER = "/* laser-verifier */ "
+"""Leads every query the verifier times or runs on instances, so that pg_stat_statements entries it
+creates (e.g. a parameterized statement run with literal values) are recognisable and never
+captured as the application's own slow statements."""
 
 
 class SessionError(Exception):
@@ -251,7 +255,7 @@ class ReadOnlySession:
         try:
             # Extended protocol: psycopg sends the text as one prepared statement, so a second
             # statement hidden in it is rejected by the server as well as by the guard.
-            cur.execute(cast(Any, statement), prepare=False)
+            cur.execute(cast(Any, MARKER + statement), prepare=False)
             too_many = cur.rowcount > self.max_rows
             rows = cur.fetchall() if (fetch and cur.description is not None and not too_many) else None
             elapsed = (time.perf_counter() - start) * 1000.0
@@ -336,7 +340,8 @@ class Scratch:
             raise SessionError("seal() the scratch transaction before running statements in it")
         if timeout_ms is not None:
             self._cur.execute("SELECT set_config('statement_timeout', %s, true)", (str(int(timeout_ms)),))
-        self._cur.execute(cast(Any, statement), params, prepare=False)
+        marked = MARKER + statement if isinstance(statement, str) else sql.SQL(MARKER) + statement
+        self._cur.execute(cast(Any, marked), params, prepare=False)
         return self._cur.fetchall() if self._cur.description is not None else []
 
     @contextmanager
