@@ -2,7 +2,9 @@
 
 Two kinds of SQL (pgai's layout): `sql/incremental/*.sql` run once per database, recorded in
 `laser.migration`; `sql/idempotent/*.sql` are `create or replace` and re-run on every install
-and upgrade. The plpython bodies add the versioned directory of the in-database Python package
+and upgrade. The same script serves CREATE EXTENSION (laser--VERSION.sql) and ALTER EXTENSION
+UPDATE from every earlier version (laser--OLD--VERSION.sql): each incremental file is skipped
+when laser.migration says it ran. The plpython bodies add the versioned directory of the in-database Python package
 to sys.path; this script installs that package (laser_db, the generated stubs, grpcio, protobuf)
 there, readable by the server's OS user.
 
@@ -22,7 +24,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-VERSION = "0.1.0"
+VERSION = "0.2.0"
+EARLIER_VERSIONS = ("0.1.0",)
 DEFAULT_PYLIB_ROOT = Path("/usr/local/lib/laser")
 # The in-database package needs only the gRPC client side.
 RUNTIME_REQUIREMENTS = ("grpcio>=1.85.1", "protobuf>=7.35")
@@ -45,13 +48,24 @@ def build_sql(pylib: Path) -> str:
         "",
     ]
     for path in sorted((HERE / "sql" / "incremental").glob("*.sql")):
-        body = path.read_text()
+        body = path.read_text().strip()
         parts.append(f"-- incremental: {path.name}")
-        parts.append(body.strip())
-        # 001 creates laser.migration, so every incremental file can record itself.
-        parts.append(
-            f"insert into laser.migration (name, version) values ('{path.name}', '{VERSION}');"
-        )
+        if path.name.startswith("001_"):
+            # 001 creates laser.migration itself (with IF NOT EXISTS), so it cannot be guarded by it.
+            parts.append(body)
+            parts.append(f"insert into laser.migration (name, version) values ('{path.name}', '{VERSION}')"
+                         " on conflict (name) do nothing;")
+        else:
+            if "$laser_migration$" in body:
+                raise ValueError(f"{path.name} must not use the dollar quote $laser_migration$")
+            parts.append(
+                "do $laser_guard$ begin\n"
+                f"  if not exists (select from laser.migration where name = '{path.name}') then\n"
+                f"    execute $laser_migration$\n{body}\n$laser_migration$;\n"
+                f"    insert into laser.migration (name, version) values ('{path.name}', '{VERSION}');\n"
+                "  end if;\n"
+                "end $laser_guard$;"
+            )
         parts.append("")
     for path in sorted((HERE / "sql" / "idempotent").glob("*.sql")):
         parts.append(f"-- idempotent: {path.name}")
@@ -104,6 +118,8 @@ def install(pylib: Path, pg_config: str) -> Path:
     script = build_sql(pylib)
     (target / "laser.control").write_text((HERE / "laser.control").read_text())
     (target / f"laser--{VERSION}.sql").write_text(script)
+    for earlier in EARLIER_VERSIONS:  # ALTER EXTENSION laser UPDATE: the same guarded script
+        (target / f"laser--{earlier}--{VERSION}.sql").write_text(script)
     return target
 
 

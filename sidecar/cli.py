@@ -17,6 +17,7 @@ from sidecar import daemon, demo, server
 from sidecar.localdb import DEFAULT_SIDECAR_ADDRESS as DEFAULT_SIDECAR, ClusterError, LocalCluster, project_root
 
 PYLIB_ROOT = Path("/usr/local/lib/laser")
+EXTENSION_VERSION = "0.2.0"  # pg_extension/build.py VERSION (tests/test_extension.py checks they agree)
 
 
 def _sidecar_address(args: argparse.Namespace) -> str:
@@ -26,7 +27,7 @@ def _sidecar_address(args: argparse.Namespace) -> str:
 def _pylib(cluster: LocalCluster) -> Path:
     """Versioned directory of the in-database package, readable by the server's OS user."""
     root = PYLIB_ROOT if os.geteuid() == 0 else cluster.state_dir / "pylib"
-    return root / "0.1.0"
+    return root / EXTENSION_VERSION
 
 
 def install_extension(cluster: LocalCluster) -> None:
@@ -47,6 +48,7 @@ def install_extension(cluster: LocalCluster) -> None:
 def db_up(cluster: LocalCluster) -> None:
     cluster.start()
     cluster.wait_ready()
+    cluster.ensure_advisor_settings()
     install_extension(cluster)
     cluster.ensure_sidecar_role()
 
@@ -168,6 +170,50 @@ def _verify_here(dsn: str, original: str, candidate: str, timeout_ms: int) -> di
         raise RuntimeError(f"the original query cannot be verified against: {exc}") from None
 
 
+def _advisor_call(dsn: str, statement: str, params: dict[str, Any]) -> list[str]:
+    """CALL one advisor procedure in autocommit (it commits per statement); its notices."""
+    notices: list[str] = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+        conn.execute(statement, params)
+    return notices
+
+
+def cmd_advise(args: argparse.Namespace) -> int:
+    """Capture (and revalidate) now, or every N seconds: the scheduler for clusters without pg_cron."""
+    import time
+
+    dsn = args.dsn
+    if not dsn:
+        cluster = LocalCluster.default()
+        db_up(cluster)
+        demo.ensure_demo_database(cluster)
+        daemon.start_background(cluster.state_dir, cluster.sidecar_address, cluster.sidecar_dsn())
+        dsn = cluster.dsn(demo.DEMO_DB)
+    capture = ("CALL laser.capture(min_mean_ms => %(min_mean_ms)s, min_calls => %(min_calls)s,"
+               " top_n => %(top_n)s, budget_s => %(budget_s)s)")
+    params = {"min_mean_ms": args.min_mean_ms, "min_calls": args.min_calls, "top_n": args.top_n,
+              "budget_s": args.budget_s}
+    last_revalidation = 0.0
+    while True:
+        for line in _advisor_call(dsn, capture, params):
+            print(line, flush=True)
+        if args.revalidate_every and time.monotonic() - last_revalidation >= args.revalidate_every:
+            for line in _advisor_call(dsn, "CALL laser.revalidate()", {}):
+                print(line, flush=True)
+            last_revalidation = time.monotonic()
+        if not args.every:
+            break
+        time.sleep(args.every)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        pending = conn.execute("SELECT id, database, speedup, est_saved_s, statement"
+                               " FROM laser.pending_advisories").fetchall()
+    print(f"{len(pending)} pending advisory(ies)" + (":" if pending else ""))
+    for row in pending:
+        print(f"  #{row[0]} {row[1]}: {row[2]}x faster, ~{row[3]} s saved  {row[4]}")
+    return 0
+
+
 def cmd_bench_verifier(args: argparse.Namespace) -> int:
     from sidecar import verifier_bench
 
@@ -227,6 +273,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print the full evidence as JSON")
         p.add_argument("--sidecar", help=f"sidecar address (default $LASER_SIDECAR_ADDRESS or {DEFAULT_SIDECAR})")
         p.add_argument("--timeout-ms", type=int, default=300_000)
+
+    adv = sub.add_parser("advise", help="capture slow statements from pg_stat_statements into laser.advisories "
+                                        "(now, or every N seconds where pg_cron is not installed)")
+    adv.add_argument("--dsn", help="the database holding the extension, as a superuser "
+                                   "(default: the local cluster's demo database, started with its sidecar)")
+    adv.add_argument("--every", type=float, default=0, help="repeat every N seconds (default: once)")
+    adv.add_argument("--revalidate-every", type=float, default=0,
+                     help="also CALL laser.revalidate() at most every N seconds (default: never)")
+    adv.add_argument("--min-mean-ms", type=float, default=100.0)
+    adv.add_argument("--min-calls", type=int, default=1)
+    adv.add_argument("--top-n", type=int, default=10)
+    adv.add_argument("--budget-s", type=int, default=900)
+    adv.set_defaults(func=cmd_advise)
 
     bv = sub.add_parser("bench-verifier", help="measure verifier overhead and parallel-pool throughput "
                                                "on the SQL-pair fixtures (local cluster)")

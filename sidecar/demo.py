@@ -58,7 +58,8 @@ def ensure_demo_database(cluster: LocalCluster, reload: bool = False) -> None:
         cluster.psql("-f", "-", dbname=DEMO_DB, user=DEMO_ROLE, stdin=(DEMO_DIR / "schema.sql").read_text())
     cluster.psql("-c", "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;"
                        " CREATE EXTENSION IF NOT EXISTS plpython3u;"
-                       " CREATE EXTENSION IF NOT EXISTS laser;", dbname=DEMO_DB)
+                       " CREATE EXTENSION IF NOT EXISTS laser;"
+                       " ALTER EXTENSION laser UPDATE;", dbname=DEMO_DB)
 
 
 def rewrite_in_database(dsn: str, query: str) -> tuple[str, dict[str, Any], list[str]]:

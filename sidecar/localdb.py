@@ -149,6 +149,27 @@ class LocalCluster:
                 f"laser.sidecar_address = '{self.sidecar_address}'\n"
                 "laser.timeout_ms = 300000\n"
             )
+        self.ensure_advisor_settings()
+
+    def ensure_advisor_settings(self) -> None:
+        """Where laser.capture() samples parameters: this cluster's log, with slow statements in it.
+
+        Appended to postgresql.conf once (an existing cluster gets them on its next `laser db up`);
+        a value the user set in postgresql.auto.conf (ALTER SYSTEM) still wins.
+        """
+        conf = self.data_dir / "postgresql.conf"
+        text = conf.read_text()
+        if "# --- LASER advisor ---" in text:
+            return
+        with conf.open("a") as handle:
+            handle.write(
+                "\n# --- LASER advisor ---\n"
+                "# slow statements, with their parameters, for laser.capture() to sample\n"
+                "log_min_duration_statement = 200\n"
+                f"laser.log_file = '{self.log_file}'\n"
+            )
+        if self.running():
+            self._as_server([str(self.bin_dir / "pg_ctl"), "reload", "-D", str(self.data_dir)])
 
     def start(self, timeout_s: float = 60.0) -> None:
         self.init()

@@ -40,6 +40,7 @@ def cluster(sidecar_address: str) -> Iterator[LocalCluster]:
     instance = LocalCluster(state, TEST_PG_PORT, sidecar_address=sidecar_address)
     instance.start()
     instance.wait_ready()
+    instance.ensure_advisor_settings()
     # The address a test sidecar listens on changes per session; keep the setting current.
     instance.psql("-c", f"ALTER SYSTEM SET laser.sidecar_address = '{sidecar_address}'", "-c", "SELECT pg_reload_conf()")
     install_extension(instance)

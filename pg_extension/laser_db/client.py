@@ -71,11 +71,28 @@ class Caller:
         return laser_pb2.Target(database=self.database, role=self.role, login_role=self.login_role)
 
 
-def rewrite(address: str, query: str, caller: Caller, timeout_ms: int) -> laser_pb2.RewriteResponse:
+ParameterValues = dict  # {n: text or None} for $n
+
+
+def parameter_sets(sets: list[ParameterValues], source: str) -> list[laser_pb2.ParameterSet]:
+    """Known parameter sets (e.g. from the server log) as messages."""
+    return [
+        laser_pb2.ParameterSet(source=source, parameters=[
+            laser_pb2.Parameter(number=int(n), value="" if v is None else str(v), is_null=v is None)
+            for n, v in sorted(values.items())
+        ])
+        for values in sets
+    ]
+
+
+def rewrite(address: str, query: str, caller: Caller, timeout_ms: int,
+            sets: list[laser_pb2.ParameterSet] | None = None, min_parameter_sets: int = 0,
+            no_cache: bool = False) -> laser_pb2.RewriteResponse:
     request = laser_pb2.RewriteRequest(
         query=query,
         target=caller.target(),
-        options=laser_pb2.Options(),
+        options=laser_pb2.Options(min_parameter_sets=min_parameter_sets, no_cache=no_cache),
+        parameter_sets=sets or [],
     )
     try:
         return _stub(address).Rewrite(request, timeout=timeout_ms / 1000.0)
@@ -83,9 +100,12 @@ def rewrite(address: str, query: str, caller: Caller, timeout_ms: int) -> laser_
         raise _failure(exc, address, timeout_ms) from None
 
 
-def verify(address: str, original: str, candidate: str, caller: Caller,
-           timeout_ms: int) -> laser_pb2.VerifyResponse:
-    request = laser_pb2.VerifyRequest(original=original, candidate=candidate, target=caller.target())
+def verify(address: str, original: str, candidate: str, caller: Caller, timeout_ms: int,
+           sets: list[laser_pb2.ParameterSet] | None = None,
+           min_parameter_sets: int = 0) -> laser_pb2.VerifyResponse:
+    request = laser_pb2.VerifyRequest(original=original, candidate=candidate, target=caller.target(),
+                                      options=laser_pb2.Options(min_parameter_sets=min_parameter_sets),
+                                      parameter_sets=sets or [])
     try:
         return _stub(address).Verify(request, timeout=timeout_ms / 1000.0)
     except grpc.RpcError as exc:
