@@ -191,9 +191,10 @@ def cmd_advise(args: argparse.Namespace) -> int:
         daemon.start_background(cluster.state_dir, cluster.sidecar_address, cluster.sidecar_dsn())
         dsn = cluster.dsn(demo.DEMO_DB)
     capture = ("CALL laser.capture(min_mean_ms => %(min_mean_ms)s, min_calls => %(min_calls)s,"
-               " top_n => %(top_n)s, budget_s => %(budget_s)s)")
+               " top_n => %(top_n)s, budget_s => %(budget_s)s, databases => %(databases)s)")
     params = {"min_mean_ms": args.min_mean_ms, "min_calls": args.min_calls, "top_n": args.top_n,
-              "budget_s": args.budget_s}
+              "budget_s": args.budget_s,
+              "databases": [d.strip() for d in args.databases.split(",") if d.strip()] if args.databases else None}
     last_revalidation = 0.0
     while True:
         for line in _advisor_call(dsn, capture, params):
@@ -285,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     adv.add_argument("--min-calls", type=int, default=1)
     adv.add_argument("--top-n", type=int, default=10)
     adv.add_argument("--budget-s", type=int, default=900)
+    adv.add_argument("--databases", help="only statements of these databases (comma-separated; default: all)")
     adv.set_defaults(func=cmd_advise)
 
     bv = sub.add_parser("bench-verifier", help="measure verifier overhead and parallel-pool throughput "

@@ -165,7 +165,7 @@ class LocalCluster:
             handle.write(
                 "\n# --- LASER advisor ---\n"
                 "# slow statements, with their parameters, for laser.capture() to sample\n"
-                "log_min_duration_statement = 200\n"
+                "log_min_duration_statement = 20\n"
                 f"laser.log_file = '{self.log_file}'\n"
             )
         if self.running():

@@ -366,3 +366,19 @@ def test_database_restart_during_capture_is_picked_up_by_the_next_run(
     assert not rows(adv["admin"], "SELECT 1 FROM laser.capture_attempts WHERE outcome = 'running'")
     advised = rows(adv["admin"], "SELECT id FROM laser.advisories WHERE normalized_sql LIKE 'SELECT avg(amount)%'")
     assert len(advised) == 1
+
+
+def test_laser_advise_command_captures_and_lists_pending(adv: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    """`laser advise`: the scheduler where pg_cron is not installed (here: one round)."""
+    from sidecar.cli import main
+
+    statement = "SELECT sum(amount) AS s FROM adv_orders WHERE created_at::date = '{day}'"
+    with _connect(adv["app"]) as conn:
+        for day in DAYS:
+            conn.execute(statement.format(day=day), prepare=False)
+    assert main(["advise", "--dsn", adv["admin"], "--min-mean-ms", "5", "--databases", DB,
+                 "--revalidate-every", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "laser: capture run" in out and "laser: revalidated" in out
+    advised = rows(adv["admin"], "SELECT id FROM laser.advisories WHERE normalized_sql LIKE 'SELECT sum(amount) AS s%'")
+    assert len(advised) == 1 and f"#{advised[0]['id']} {DB}" in out
