@@ -382,3 +382,22 @@ def test_laser_advise_command_captures_and_lists_pending(adv: dict[str, str], ca
     assert "laser: capture run" in out and "laser: revalidated" in out
     advised = rows(adv["admin"], "SELECT id FROM laser.advisories WHERE normalized_sql LIKE 'SELECT sum(amount) AS s%'")
     assert len(advised) == 1 and f"#{advised[0]['id']} {DB}" in out
+
+
+def test_without_log_samples_parameter_sets_come_from_the_statistics(adv: dict[str, str]) -> None:
+    """A statement the log does not have: at least three sets from pg_stats, each verified."""
+    statement = "SELECT count(*) AS n FROM adv_orders WHERE created_at::date = '{day}'"
+    with _connect(adv["admin"]) as conn:  # a superuser session that logs nothing
+        conn.execute("SET log_min_duration_statement = -1")
+        conn.execute(statement.format(day=DAYS[0]), prepare=False)
+    capture(adv["admin"])
+    advised = rows(adv["admin"], "SELECT parameter_sets, per_set, role FROM laser.advisories"
+                                 " WHERE normalized_sql LIKE 'SELECT count(*) AS n%'")
+    assert len(advised) == 1, rows(adv["admin"], "SELECT outcome, message FROM laser.capture_attempts"
+                                                 " WHERE query LIKE 'SELECT count(*) AS n%'")
+    sets = advised[0]["parameter_sets"]
+    assert len(sets) >= 3 and advised[0]["role"] == "postgres"
+    sources = [source for s in sets for source in s["sources"].values()]
+    assert all("adv_orders.created_at" in source and "server log" not in source for source in sources), sources
+    assert len({s["values"]["1"] for s in sets}) == len(sets)
+    assert all(entry["status"] == "faster" for entry in advised[0]["per_set"])

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import psycopg.sql
 import pytest
 import sqlglot
 from sqlglot import exp
@@ -154,3 +155,33 @@ def test_demo_query_gets_an_equivalent_candidate(path: Path, demo_conn: psycopg.
     assert candidates, "no rule fired"
     original = _rows(demo_conn, sql)
     assert any(_rows(demo_conn, candidate.sql) == original for candidate in candidates)
+
+
+@pytest.mark.parametrize("op", ["=", "<", "<=", ">", ">="])
+def test_date_cast_compared_with_a_parameter_becomes_a_range_equal_for_every_value(
+        op: str, demo_catalog: Catalog, demo_conn: psycopg.Connection) -> None:
+    """pg_stat_statements' `c::date <op> $1`: the range bounds come from $1, so any value gives the same rows."""
+    original = f"SELECT count(*) FROM orders WHERE created_at::date {op} $1"
+    rewritten = _rule("sargable_predicates")(sqlglot.parse_one(original, read="postgres"), demo_catalog)
+    assert rewritten is not None
+    text = rewritten.sql(dialect="postgres")
+    assert "CAST(created_at AS DATE)" not in text and "CAST($1 AS DATE)" in text
+    with demo_conn.cursor() as cur:
+        cur.execute(f"PREPARE laser_original AS {original}")
+        cur.execute(f"PREPARE laser_rewrite AS {text}")
+        try:
+            for value in ("2024-02-29", "2024-03-01 00:00:00", "2024-12-31 23:59:59", "2023-01-01"):
+                run = "EXECUTE {}({})"
+                expected = cur.execute(psycopg.sql.SQL(run).format(
+                    psycopg.sql.Identifier("laser_original"), psycopg.sql.Literal(value))).fetchone()
+                got = cur.execute(psycopg.sql.SQL(run).format(
+                    psycopg.sql.Identifier("laser_rewrite"), psycopg.sql.Literal(value))).fetchone()
+                assert got == expected, (op, value)
+        finally:
+            cur.execute("DEALLOCATE laser_original")
+            cur.execute("DEALLOCATE laser_rewrite")
+
+
+def test_date_cast_of_a_text_column_compared_with_a_parameter_is_left_alone(demo_catalog: Catalog) -> None:
+    tree = sqlglot.parse_one("SELECT count(*) FROM users WHERE email::date = $1", read="postgres")
+    assert _rule("sargable_predicates")(tree, demo_catalog) is None

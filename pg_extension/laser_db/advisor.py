@@ -273,7 +273,7 @@ def capture(plpy: Any, settings: CaptureSettings) -> None:
 def _capture_locked(plpy: Any, settings: CaptureSettings) -> None:
     interrupted = _mark_interrupted(plpy, "capture")
     pgss = _stat_statements_schema(plpy)
-    address, timeout_ms, caller = functions._settings(plpy)
+    address, timeout_ms, caller = functions.settings(plpy)
     run_id = _start_run(plpy, "capture", settings.to_json())
     plpy.commit()
     deadline = time.monotonic() + settings.budget_s
@@ -378,7 +378,7 @@ def revalidate(plpy: Any, advisory: int | None, budget_s: int) -> None:
 
 def _revalidate_locked(plpy: Any, advisory: int | None, budget_s: int) -> None:
     _mark_interrupted(plpy, "revalidate")
-    address, timeout_ms, caller = functions._settings(plpy)
+    address, timeout_ms, caller = functions.settings(plpy)
     run_id = _start_run(plpy, "revalidate", {"advisory": advisory, "budget_s": budget_s})
     plpy.commit()
     deadline = time.monotonic() + budget_s

@@ -19,7 +19,7 @@ class SettingError(ValueError):
     """A laser.* setting has a value that cannot be used."""
 
 
-def _settings(plpy: Any) -> tuple[str, int, client.Caller]:
+def settings(plpy: Any) -> tuple[str, int, client.Caller]:
     row = plpy.execute(
         "select current_setting('laser.sidecar_address', true) as address,"
         " current_setting('laser.timeout_ms', true) as timeout_ms,"
@@ -48,7 +48,7 @@ def call(plpy: Any, method: str, query: str | None, candidate: str | None = None
     try:
         if method == "rewrite":
             text = precheck(query)
-            address, timeout_ms, caller = _settings(plpy)
+            address, timeout_ms, caller = settings(plpy)
             response = client.rewrite(address, text, caller, timeout_ms)
             evidence = json.loads(response.evidence_json)
             notice = None
@@ -58,7 +58,7 @@ def call(plpy: Any, method: str, query: str | None, candidate: str | None = None
         if method == "verify":
             original = precheck(query, "original")
             text = precheck(candidate, "candidate")
-            address, timeout_ms, caller = _settings(plpy)
+            address, timeout_ms, caller = settings(plpy)
             verdict = client.verify(address, original, text, caller, timeout_ms)
             return json.dumps({"ok": True, "result": json.loads(verdict.outcome.evidence_json), "notice": None})
         return _failure(f"laser: unknown method {method!r}", "22023")

@@ -100,12 +100,16 @@ def _rewrite(
     if resolved is None or resolved[2].data_type not in DATE_TYPES:
         return None
 
-    end = _advance(start, unit)
-    lower, upper = _date_literal(start), _date_literal(end)
+    # Only ``c::date <op> d`` reaches _range with an operator other than ``=`` (unit == "day").
+    return _range(column, op, _date_literal(start), _date_literal(_advance(start, unit)))
+
+
+def _range(column: exp.Expression, op: type[exp.Expression], lower: exp.Expression,
+           upper: exp.Expression) -> exp.Expression:
+    """``f(c) <op> x`` as bounds on ``c``, where ``[lower, upper)`` is the range with ``f(c) = x``."""
     bare = column.copy()
     if op is exp.EQ:
         return exp.and_(exp.GTE(this=bare, expression=lower), exp.LT(this=bare.copy(), expression=upper))
-    # Only ``c::date <op> d`` reaches here (unit == "day").
     if op is exp.LT:
         return exp.LT(this=bare, expression=lower)
     if op is exp.LTE:
@@ -148,16 +152,7 @@ def _parameter_range(column: exp.Expression, op: type[exp.Expression], parameter
         return None
     lower = exp.cast(parameter.copy(), exp.DataType.Type.DATE)
     upper = exp.Add(this=exp.cast(parameter.copy(), exp.DataType.Type.DATE), expression=exp.Literal.number(1))
-    bare = column.copy()
-    if op is exp.EQ:
-        return exp.and_(exp.GTE(this=bare, expression=lower), exp.LT(this=bare.copy(), expression=upper))
-    if op is exp.LT:
-        return exp.LT(this=bare, expression=lower)
-    if op is exp.LTE:
-        return exp.LT(this=bare, expression=upper)
-    if op is exp.GT:
-        return exp.GTE(this=bare, expression=upper)
-    return exp.GTE(this=bare, expression=lower)
+    return _range(column, op, lower, upper)
 
 
 def _date_constant(node: exp.Expression) -> dt.date | None:
