@@ -113,11 +113,13 @@ def _mark_interrupted(plpy: Any, kind: str) -> int:
         update laser.capture_runs set status = 'interrupted', finished_at = clock_timestamp(),
                message = 'cut short (database restart, cancel or crash); the next run went on'
          where kind = $1 and status = 'running' returning id""", ["text"], [kind])
-    _rows(plpy, """
-        update laser.capture_attempts set outcome = 'interrupted', finished_at = clock_timestamp(),
-               message = 'the run was cut short while the sidecar worked on this statement', retry_after = null
-         where outcome = 'running'""")
-    return len(rows)
+    ids = [int(r["id"]) for r in rows]
+    if ids:  # only the attempts of those runs: a revalidation must not touch a running capture's
+        _rows(plpy, """
+            update laser.capture_attempts set outcome = 'interrupted', finished_at = clock_timestamp(),
+                   message = 'the run was cut short while the sidecar worked on this statement', retry_after = null
+             where outcome = 'running' and run_id = any($1::int8[])""", ["int8[]"], [ids])
+    return len(ids)
 
 
 def _finish_run(plpy: Any, run_id: int, status: str, counts: dict[str, int], message: str) -> None:
