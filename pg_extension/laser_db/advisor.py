@@ -51,17 +51,6 @@ class CaptureSettings:
     retry_after: str = "1 day"
     databases: list[str] | None = None
 
-    def check(self) -> None:
-        for name in ("min_mean_ms", "min_calls", "min_share", "top_n", "budget_s", "retry_after"):
-            if getattr(self, name) is None:
-                raise AdvisorError(f"{name} must not be NULL")
-        if self.min_mean_ms < 0 or self.min_calls < 0:
-            raise AdvisorError("min_mean_ms and min_calls must not be negative")
-        if not 0 <= self.min_share <= 1:
-            raise AdvisorError(f"min_share is a fraction of all statement time, between 0 and 1; got {self.min_share}")
-        if self.top_n <= 0 or self.budget_s <= 0:
-            raise AdvisorError("top_n and budget_s must be positive")
-
     def to_json(self) -> dict[str, Any]:
         return {"min_mean_ms": self.min_mean_ms, "min_calls": self.min_calls, "min_share": self.min_share,
                 "top_n": self.top_n, "budget_s": self.budget_s, "retry_after": str(self.retry_after),
@@ -259,7 +248,7 @@ def _insert_advisory(plpy: Any, statement: dict[str, Any], evidence: dict[str, A
 
 
 def capture(plpy: Any, settings: CaptureSettings) -> None:
-    settings.check()
+    """laser.capture(): the plpgsql wrapper has checked the arguments."""
     _start_commits(plpy, "capture")
     if not _try_lock(plpy, LOCK_CAPTURE):
         _start_run(plpy, "capture", settings.to_json(), "skipped", "another capture is running")
@@ -357,15 +346,7 @@ def _stored_sets(stored: Any) -> list[dict[int, str | None]]:
 
 
 def revalidate(plpy: Any, advisory: int | None, budget_s: int) -> None:
-    if budget_s is None or budget_s <= 0:
-        raise plpy.Error("laser: budget_s must be positive")
-    if advisory is not None:
-        row = _one(plpy, "select status from laser.advisories where id = $1", ["int8"], [advisory])
-        if row is None:
-            raise plpy.Error(f"laser: no advisory with id {advisory}")
-        if row["status"] not in ("approved", "stale"):
-            raise plpy.Error(f"laser: advisory {advisory} is {row['status']}; only approved and stale advisories "
-                             "are revalidated")
+    """laser.revalidate(): the plpgsql wrapper has checked the advisory and the budget."""
     _start_commits(plpy, "revalidate")
     if not _try_lock(plpy, LOCK_REVALIDATE):
         _start_run(plpy, "revalidate", {"advisory": advisory}, "skipped", "another revalidation is running")
