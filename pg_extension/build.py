@@ -24,8 +24,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-VERSION = "0.2.0"
-EARLIER_VERSIONS = ("0.1.0",)
+VERSION = "0.3.0"
+EARLIER_VERSIONS = ("0.1.0", "0.2.0")
 DEFAULT_PYLIB_ROOT = Path("/usr/local/lib/laser")
 # The in-database package needs only the gRPC client side.
 RUNTIME_REQUIREMENTS = ("grpcio>=1.85.1", "protobuf>=7.35")

@@ -17,7 +17,7 @@ from sidecar import daemon, demo, server
 from sidecar.localdb import DEFAULT_SIDECAR_ADDRESS as DEFAULT_SIDECAR, ClusterError, LocalCluster, project_root
 
 PYLIB_ROOT = Path("/usr/local/lib/laser")
-EXTENSION_VERSION = "0.2.0"  # pg_extension/build.py VERSION (tests/test_extension.py checks they agree)
+EXTENSION_VERSION = "0.3.0"  # pg_extension/build.py VERSION (tests/test_extension.py checks they agree)
 
 
 def _sidecar_address(args: argparse.Namespace) -> str:

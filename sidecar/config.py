@@ -9,6 +9,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 ENV_PREFIX = "LASER_SIDECAR_"
+BACKENDS = ("rules", "transformers", "vllm")
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,26 @@ class SidecarConfig:
     the dsn's user and SETs ROLE to the caller, which must be granted to that user; a caller able to
     create functions could then switch to any other role granted to it."""
     backend: str = "rules"
-    """Candidate generator: "rules" (no model)."""
+    """Candidate generator: "rules" (no model), "transformers" (a local Hugging Face model on CPU
+    or GPU) or "vllm" (a local model in an in-process vLLM engine, GPU)."""
+    model_dir: str = ""
+    """The model directory (Hugging Face format) for the transformers and vllm backends."""
+    device: str = "auto"
+    """transformers backend: "auto" (cuda when available), "cpu", "cuda" or "cuda:N"."""
+    with_rules: bool = True
+    """With a model backend, also verify the rules backend's candidates (one candidate pool)."""
+    temperature: float = 0.0
+    """Model sampling temperature; 0 is greedy (one candidate per prompt), above 0 samples
+    max_candidates completions."""
+    max_new_tokens: int = 1024
+    """Cap on the tokens a model generates per completion."""
+    repair_rounds: int = 3
+    """Self-correction: rounds a candidate without a statement or rejected by EXPLAIN is sent back
+    with the reason (LASER §5.3)."""
+    counterexample_feedback: bool = True
+    """Send a non-equivalent model candidate back once with the verifier's counterexample."""
+    demonstrations: int = 2
+    """Retrieved demonstrations per model prompt (0: none)."""
     max_candidates: int = 4
     """Candidates verified per request."""
     statement_timeout_ms: int = 30_000
@@ -56,11 +76,19 @@ class SidecarConfig:
             raise ValueError("dsn must not name a database (dbname=...): each request names its own")
         if self.act_as not in ("login", "set_role"):
             raise ValueError(f"act_as must be 'login' or 'set_role'; got {self.act_as!r}")
-        if self.backend not in ("rules",):
-            raise ValueError(f"unknown backend {self.backend!r}; available: rules")
-        for name in ("max_candidates", "statement_timeout_ms", "timed_runs", "max_concurrent", "min_parameter_sets"):
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; available: {', '.join(BACKENDS)}")
+        if self.backend != "rules" and not self.model_dir:
+            raise ValueError(f"the {self.backend} backend needs a model directory (--model-dir)")
+        for name in ("max_candidates", "statement_timeout_ms", "timed_runs", "max_concurrent", "min_parameter_sets",
+                     "max_new_tokens"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        for name in ("repair_rounds", "demonstrations"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+        if not 0.0 <= self.temperature <= 5.0:
+            raise ValueError("temperature must be between 0 and 5")
         if not 0.0 <= self.dead_zone < 1.0:
             raise ValueError("dead_zone must be in [0, 1)")
         if self.cache_ttl_s < 0 or self.grace_s < 0:
@@ -79,6 +107,13 @@ class SidecarConfig:
 
 
 def _coerce(type_name: Any, raw: str, name: str) -> Any:
+    if type_name in ("bool", bool):
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a boolean (true/false)")
     try:
         if type_name in ("int", int):
             return int(raw)

@@ -14,14 +14,21 @@ import pglast
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from sidecar import prompts
 from sidecar.backends.base import Backend, Prompt
-from sidecar.catalog import load_catalog, referenced_tables
+from sidecar.catalog import Catalog, load_catalog, referenced_tables
 from sidecar.config import SidecarConfig
-from sidecar.verify import Outcome, OutcomeStatus, ReadOnlySession, Verifier, VerifierConfig, guard, parameters
+from sidecar.generation import Draft, GenerationReport, SelfCorrector
+from sidecar.retrieval import Demonstration, DemoPool, Retrieved, load_demonstrations
+from sidecar.verify import (GuardError, Outcome, OutcomeStatus, ReadOnlySession, Verifier, VerifierConfig, guard,
+                            parameters)
+from sidecar.verify.verifier import OriginalProfile
 from sidecar.verify.session import DatabaseUnavailable, PermissionRefused, SessionError
 
 
 MAX_CACHED_ANSWERS = 1024
+MAX_OWN_WINS = 500
+"""Verified wins this sidecar keeps per database as demonstrations (the oldest go first)."""
 
 
 @dataclass(frozen=True)
@@ -52,9 +59,14 @@ class Attempt:
     sql: str
     source: str
     outcome: Outcome
+    generation: dict[str, Any] | None = None
+    """For a model's candidate: its draft (kind, round, parent, tokens, what was wrong with it)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"source": self.source, "sql": self.sql, **self.outcome.to_json()}
+        out = {"source": self.source, "sql": self.sql, **self.outcome.to_json()}
+        if self.generation is not None:
+            out["generation"] = self.generation
+        return out
 
 
 @dataclass
@@ -80,6 +92,10 @@ class RewriteResult:
     """The original as executed: with the first parameter set bound, for a statement with `$n`."""
     model: str = ""
     backend_version: str = ""
+    generation: dict[str, Any] | None = None
+    """For a model backend: drafts, repair rounds, tokens, tokens/s, generation vs check time."""
+    demonstrations: list[dict[str, Any]] = field(default_factory=list)
+    """The retrieved demonstrations shown to the model, with their similarity scores."""
 
     def evidence(self) -> dict[str, Any]:
         """Everything behind the answer, as one JSON-ready document."""
@@ -114,6 +130,8 @@ class RewriteResult:
             "backend_version": self.backend_version,
             "generation_ms": round(self.generation_ms, 3),
             "verification_ms": round(self.verification_ms, 3),
+            "generation": self.generation,
+            "demonstrations": self.demonstrations,
             "verified_as": self.verified_as,
             "measured_at": self.measured_at,
             "cached": self.cached,
@@ -123,11 +141,22 @@ class RewriteResult:
 class RewritePipeline:
     """Owns the backend and the answer cache; opens one read-only session per request."""
 
-    def __init__(self, config: SidecarConfig, backend: Backend) -> None:
+    def __init__(self, config: SidecarConfig, backend: Backend, rules: Backend | None = None,
+                 demonstrations: DemoPool | None = None) -> None:
+        """`backend` writes the candidates; a model backend may have the `rules` backend beside it
+        (one candidate pool). `demonstrations` ranks retrieved examples for model prompts; each
+        database's pool is the `laser.demonstrations` view plus this sidecar's own wins."""
         self.config = config
         self.backend = backend
+        self.rules = rules
+        self.demonstrations = demonstrations
+        self._own_wins: dict[str, list[Demonstration]] = {}
         self._cache: dict[tuple[Any, ...], tuple[float, RewriteResult]] = {}
         self._lock = threading.Lock()
+
+    @property
+    def uses_model(self) -> bool:
+        return self.backend.name != "rules"
 
     def _verifier_config(self, options: RequestOptions) -> VerifierConfig:
         timeout_ms = options.statement_timeout_ms or self.config.statement_timeout_ms
@@ -214,23 +243,36 @@ class RewritePipeline:
             catalog = load_catalog(session.connection, tables)
             prepared_ms = (time.perf_counter() - started) * 1000.0
 
-            started = time.perf_counter()
             limit = options.max_candidates or self.config.max_candidates
-            completions = self.backend.generate([Prompt(query=query, catalog=catalog)], n=limit)[0]
-            generation_ms = (time.perf_counter() - started) * 1000.0
-
-            started = time.perf_counter()
             attempts: list[Attempt] = []
             seen: set[str] = set()
-            for completion in completions[:limit]:
-                if options.deadline is not None and time.monotonic() >= options.deadline:
-                    break  # the caller has stopped waiting
-                if completion.text in seen:
-                    continue
-                seen.add(completion.text)
-                attempts.append(Attempt(completion.text, completion.source,
-                                        verifier.verify_sets(originals, completion.text)))
-            verification_ms = prepared_ms + (time.perf_counter() - started) * 1000.0
+            generation_ms = verify_ms = 0.0
+            report: GenerationReport | None = None
+            shown: list[Retrieved] = []
+            for backend in [b for b in (self.rules if self.uses_model else None, self.backend) if b is not None]:
+                if backend.name == "rules":
+                    started = time.perf_counter()
+                    completions = backend.generate([Prompt(query=query, catalog=catalog)], n=limit)[0]
+                    generation_ms += (time.perf_counter() - started) * 1000.0
+                    started = time.perf_counter()
+                    for completion in completions[:limit]:
+                        if self._past(options):
+                            break
+                        if completion.text not in seen:
+                            seen.add(completion.text)
+                            attempts.append(Attempt(completion.text, completion.source,
+                                                    verifier.verify_sets(originals, completion.text)))
+                    verify_ms += (time.perf_counter() - started) * 1000.0
+                else:
+                    started = time.perf_counter()
+                    shown = self._retrieve(session, database, query)
+                    prepared_ms += (time.perf_counter() - started) * 1000.0
+                    started = time.perf_counter()
+                    report = self._model_attempts(backend, verifier, originals, query, catalog, shown, limit,
+                                                  options, attempts, seen)
+                    generation_ms += report.generation_s * 1000.0
+                    verify_ms += (time.perf_counter() - started) * 1000.0 - report.generation_s * 1000.0
+            verification_ms = prepared_ms + verify_ms
 
         result = RewriteResult(
             status="no_verified_improvement",
@@ -248,7 +290,13 @@ class RewritePipeline:
             original_example=original.sql,
             model=getattr(self.backend, "model", ""),
             backend_version=getattr(self.backend, "version", ""),
+            generation=report.summary() if report is not None else None,
+            demonstrations=[{"original_sql": r.demonstration.original_sql, "speedup": r.demonstration.speedup,
+                             "origin": r.demonstration.origin, "score": round(r.score, 4),
+                             "structural": round(r.structural, 4), "cosine": None if r.cosine is None else round(r.cosine, 4)} for r in shown],
         )
+        if self.uses_model:
+            result.backend = self.backend.name + ("+rules" if self.rules is not None else "")
         winners = [a for a in attempts if a.outcome.status is OutcomeStatus.FASTER]
         if winners:
             best = max(winners, key=lambda a: a.outcome.speedup)
@@ -258,6 +306,7 @@ class RewritePipeline:
             result.speedup = best.outcome.speedup
             result.original_ms = best.outcome.original_ms
             result.rewrite_ms = best.outcome.candidate_ms
+            self._remember(database, query, best)
             if best.outcome.evidence.get("speedup_is_lower_bound"):
                 result.message = (f"at least {best.outcome.speedup:.1f}x faster ({best.source}); the original does "
                                   f"not finish within {best.outcome.original_ms / 1000:.0f} s, so equivalence was "
@@ -269,12 +318,100 @@ class RewritePipeline:
                                   f"{best.source})")
             else:
                 result.message = f"verified equivalent and {best.outcome.speedup:.2f}x faster ({best.source})"
+        elif not attempts and report is not None and report.refused:
+            result.message = f"the {self.backend.name} backend refused the prompt: {report.refused[0]}"
         elif not attempts:
             result.message = f"the {self.backend.name} backend found no candidate rewrite for this query"
         else:
             summary = ", ".join(f"{a.source}: {a.outcome.status.value}" for a in attempts)
             result.message = f"no candidate was verified faster ({summary})"
         return result
+
+    def _past(self, options: RequestOptions) -> bool:
+        return options.deadline is not None and time.monotonic() >= options.deadline
+
+    def _model_attempts(self, backend: Backend, verifier: Verifier, originals: list[OriginalProfile], query: str,
+                        catalog: Catalog, shown: list[Retrieved], limit: int, options: RequestOptions,
+                        attempts: list[Attempt], seen: set[str]) -> GenerationReport:
+        """Prompt the model, self-correct on EXPLAIN errors, verify what survives, feed one
+        counterexample back for each non-equivalent answer; every draft becomes an attempt."""
+        original = originals[0]
+        prompt = model_prompt(query, catalog, original, shown)
+        def check(sql: str) -> tuple[str, str] | None:
+            try:
+                guard(sql)
+            except GuardError as exc:
+                return "guard", str(exc)
+            error = verifier.explain_error(original, sql)
+            return None if error is None else ("explain", error)
+
+        corrector = SelfCorrector(backend, check,
+                                  max_rounds=self.config.repair_rounds, temperature=self.config.temperature,
+                                  max_tokens=self.config.max_new_tokens, deadline=options.deadline)
+
+        def verify(ready: list[Draft]) -> list[tuple[Draft, Outcome]]:
+            verified = []
+            for draft in ready:
+                assert draft.sql is not None
+                if self._past(options) or draft.sql in seen:
+                    continue
+                seen.add(draft.sql)
+                verified.append((draft, verifier.verify_sets(originals, draft.sql)))
+            return verified
+
+        verified = verify(corrector.generate(prompt, n=limit))
+        if self.config.counterexample_feedback:
+            for draft, outcome in list(verified):
+                if outcome.status is OutcomeStatus.NOT_EQUIVALENT and outcome.counterexample and not self._past(options):
+                    verified += verify(corrector.feedback(prompt, draft, outcome.counterexample, outcome.detail))
+        outcomes = {id(draft): outcome for draft, outcome in verified}
+        drafts = corrector.report.drafts
+        for index, draft in enumerate(drafts):
+            outcome = outcomes.get(id(draft))
+            if outcome is None:
+                if draft.stage == "extraction":
+                    outcome = Outcome(OutcomeStatus.EXTRACTION_FAIL, draft.error)
+                elif draft.stage == "guard":
+                    outcome = Outcome(OutcomeStatus.GUARD_REFUSED, draft.error)
+                elif draft.stage:
+                    outcome = Outcome(OutcomeStatus.EXEC_ERROR, draft.error, evidence={"stage": draft.stage})
+                else:
+                    continue  # a duplicate of a candidate already verified, or cut off by the deadline
+            attempts.append(Attempt(draft.sql or draft.completion.text, draft.completion.source, outcome,
+                                    generation={"draft": index, **draft.to_json()}))
+        return corrector.report
+
+    def prompt(self, query: str, database: str, role: str, login_role: str = "") -> Prompt:
+        """The prompt a model backend gets for `query` (e.g. to build fine-tuning data that matches
+        serving exactly, or to inspect it), with the demonstrations retrieved right now."""
+        query = parameters.normalize_placeholders(query)
+        guard(query)
+        verifier_config = self._verifier_config(RequestOptions())
+        with self._session(database, role, login_role, verifier_config) as session:
+            original = Verifier(session, verifier_config).prepare(query)
+            catalog = load_catalog(session.connection, referenced_tables(query))
+            shown = self._retrieve(session, database, query)
+        return model_prompt(query, catalog, original, shown)
+
+    def _retrieve(self, session: ReadOnlySession, database: str, query: str) -> list[Retrieved]:
+        """The most similar verified rewrites: the database's pool (as the caller sees it) and ours."""
+        if self.demonstrations is None or self.config.demonstrations <= 0:
+            return []
+        extra = load_demonstrations(session.connection)
+        with self._lock:
+            extra += self._own_wins.get(database, [])
+        return self.demonstrations.top_k(query, self.config.demonstrations, extra=extra)
+
+    def _remember(self, database: str, query: str, best: Attempt) -> None:
+        """A win of at least the pool's threshold becomes a demonstration for this database."""
+        if self.demonstrations is None or best.outcome.speedup < self.demonstrations.min_speedup:
+            return
+        demo = Demonstration(query, best.sql, best.outcome.speedup, best.source, origin="this sidecar")
+        with self._lock:
+            wins = self._own_wins.setdefault(database, [])
+            if all(w.original_sql != query for w in wins):
+                wins.append(demo)
+                del wins[:-MAX_OWN_WINS]
 
     def verify(self, original: str, candidate: str, database: str, role: str, login_role: str = "",
                options: RequestOptions = RequestOptions()) -> Outcome:
@@ -290,6 +427,14 @@ class RewritePipeline:
 
     def _min_sets(self, options: RequestOptions) -> int:
         return options.min_parameter_sets or self.config.min_parameter_sets
+
+
+def model_prompt(query: str, catalog: Catalog, original: OriginalProfile, shown: list[Retrieved]) -> Prompt:
+    """The rewrite prompt: schema, the original's plan (its generic plan for `$n`), demonstrations."""
+    examples = [prompts.Example(r.demonstration.original_sql, r.demonstration.rewritten_sql,
+                                r.demonstration.speedup) for r in shown]
+    plan = original.generic_plan or original.plan
+    return Prompt(query, catalog, prompts.rewrite_messages(query, catalog, plan, examples))
 
 
 def pretty(sql: str) -> str:

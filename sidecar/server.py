@@ -16,8 +16,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from laser_proto import laser_pb2, laser_pb2_grpc
-from sidecar.backends.rules import RulesBackend
-from sidecar.config import SidecarConfig
+from sidecar.backends import load_backend
+from sidecar.backends.errors import BackendError
+from sidecar.config import BACKENDS, SidecarConfig
 from sidecar.pipeline import RequestOptions, RewritePipeline, RewriteResult, evidence_json
 from sidecar.verify import GuardError, Outcome, OriginalError
 from sidecar.verify.session import DatabaseUnavailable, PermissionRefused
@@ -131,17 +132,41 @@ class LaserService(laser_pb2_grpc.LaserServicer):
             request.target.login_role, options))
         return laser_pb2.VerifyResponse(outcome=_outcome_message(outcome))
 
+    async def ModelInfo(self, request: laser_pb2.ModelInfoRequest, context: grpc.aio.ServicerContext) -> laser_pb2.ModelInfoResponse:  # noqa: N802
+        pipeline = self.pipeline
+        info = pipeline.backend.info()
+        config = pipeline.config
+        return laser_pb2.ModelInfoResponse(
+            backend=info.backend, model=info.model, version=info.version, device=info.device,
+            rules_alongside=pipeline.uses_model and pipeline.rules is not None,
+            repair_rounds=config.repair_rounds if pipeline.uses_model else 0,
+            demonstrations=config.demonstrations if pipeline.uses_model and pipeline.demonstrations else 0,
+            details_json=json.dumps(info.details, default=str),
+        )
 
-def build_backend(config: SidecarConfig) -> Any:
+
+def build_pipeline(config: SidecarConfig) -> RewritePipeline:
+    """The backend the configuration names (its model loaded), the rules beside a model, the
+    demonstration pool for model prompts. Raises BackendError when the model cannot be loaded."""
+    backend = load_backend(config.backend, config.model_dir, config.device)
     if config.backend == "rules":
-        return RulesBackend()
-    raise ValueError(f"unknown backend {config.backend!r}")
+        return RewritePipeline(config, backend)
+    rules = load_backend("rules") if config.with_rules else None
+    pool = None
+    if config.demonstrations > 0:
+        from sidecar.retrieval import DemoPool, Embedder
+
+        embedder = Embedder()
+        if not embedder.available:
+            log.warning("demonstrations ranked by structure only: %s", embedder.unavailable_reason)
+        pool = DemoPool(embedder if embedder.available else None)
+    return RewritePipeline(config, backend, rules=rules, demonstrations=pool)
 
 
 @contextlib.asynccontextmanager
 async def serving(config: SidecarConfig) -> AsyncIterator[tuple[grpc.aio.Server, int]]:
     """Start the server; on exit: health NOT_SERVING, then stop(grace), then release the pipeline."""
-    pipeline = RewritePipeline(config, build_backend(config))
+    pipeline = build_pipeline(config)
     server = grpc.aio.server()
     laser_pb2_grpc.add_LaserServicer_to_server(LaserService(pipeline, config.max_concurrent), server)
     health_servicer = health.aio.HealthServicer()
@@ -152,7 +177,8 @@ async def serving(config: SidecarConfig) -> AsyncIterator[tuple[grpc.aio.Server,
     await server.start()
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    log.info("laser sidecar serving on %s (backend=%s)", config.listen, config.backend)
+    log.info("laser sidecar serving on %s (backend=%s%s)", config.listen, config.backend,
+             f", model {config.model_dir}" if config.model_dir else "")
     try:
         yield server, port
     finally:
@@ -173,7 +199,15 @@ async def serve(config: SidecarConfig) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--listen", help="gRPC address (default 127.0.0.1:50551)")
     parser.add_argument("--dsn", help="libpq conninfo of the sidecar's read-only role, without dbname")
-    parser.add_argument("--backend", choices=["rules"], help="candidate generator (default rules)")
+    parser.add_argument("--backend", choices=list(BACKENDS), help="candidate generator (default rules)")
+    parser.add_argument("--model-dir", help="local Hugging Face model directory (transformers, vllm backends)")
+    parser.add_argument("--device", help="transformers backend: auto (default), cpu, cuda, cuda:N")
+    parser.add_argument("--temperature", type=float, help="model sampling temperature (default 0: greedy)")
+    parser.add_argument("--max-new-tokens", type=int, help="tokens a model may generate per candidate")
+    parser.add_argument("--repair-rounds", type=int, help="self-correction rounds after an EXPLAIN error (default 3)")
+    parser.add_argument("--demonstrations", type=int, help="retrieved demonstrations per prompt (default 2)")
+    parser.add_argument("--no-rules", dest="with_rules", action="store_const", const=False,
+                        help="with a model backend, do not add the rules backend's candidates")
     parser.add_argument("--act-as", choices=["login", "set_role"],
                         help="take the caller's identity by logging in as it (default) or by SET ROLE")
     parser.add_argument("--max-candidates", type=int)
@@ -186,6 +220,10 @@ def config_from_args(args: argparse.Namespace) -> SidecarConfig:
     return SidecarConfig.from_env(
         listen=args.listen, dsn=args.dsn, backend=args.backend, act_as=args.act_as, max_candidates=args.max_candidates,
         statement_timeout_ms=args.statement_timeout_ms, timed_runs=args.timed_runs,
+        model_dir=getattr(args, "model_dir", None), device=getattr(args, "device", None),
+        temperature=getattr(args, "temperature", None), max_new_tokens=getattr(args, "max_new_tokens", None),
+        repair_rounds=getattr(args, "repair_rounds", None), demonstrations=getattr(args, "demonstrations", None),
+        with_rules=getattr(args, "with_rules", None),
     )
 
 
@@ -196,7 +234,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"laser-sidecar: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(serve(config))
+    try:
+        asyncio.run(serve(config))
+    except BackendError as exc:
+        print(f"laser-sidecar: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

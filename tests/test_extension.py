@@ -301,3 +301,25 @@ def test_set_role_mode_needs_the_grant(cluster, admin: psycopg.Connection) -> No
         assert run.rows == [("ungranted",)]
     finally:
         admin.execute("REVOKE ungranted FROM laser_sidecar")
+
+
+def test_model_info_names_the_backend(demo_dsn: str, sidecar: str) -> None:
+    with psycopg.connect(demo_dsn, autocommit=True) as conn:
+        info = conn.execute("SELECT laser_model_info()").fetchone()[0]
+    assert info["backend"] == "rules" and info["model"] == ""
+    assert "decorrelate_scalar_aggregates" in info["details"]["rules"]
+    assert info["sidecar_address"] == sidecar
+    assert info["repair_rounds"] == 0  # self-correction applies to model backends only
+
+
+def test_extension_versions_agree() -> None:
+    import re
+    from pathlib import Path
+
+    from sidecar.cli import EXTENSION_VERSION
+
+    root = Path(__file__).resolve().parent.parent / "pg_extension"
+    built = re.search(r'^VERSION = "([^"]+)"', (root / "build.py").read_text(), re.MULTILINE)
+    assert built is not None and built.group(1) == EXTENSION_VERSION
+    assert f"default_version = '{EXTENSION_VERSION}'" in (root / "laser.control").read_text()
+    assert f"/usr/local/lib/laser/{EXTENSION_VERSION}" in (root / "Dockerfile").read_text()

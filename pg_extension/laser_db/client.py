@@ -110,3 +110,11 @@ def verify(address: str, original: str, candidate: str, caller: Caller, timeout_
         return _stub(address).Verify(request, timeout=timeout_ms / 1000.0)
     except grpc.RpcError as exc:
         raise _failure(exc, address, timeout_ms) from None
+
+
+def model_info(address: str, timeout_ms: int) -> laser_pb2.ModelInfoResponse:
+    """What the sidecar generates candidates with (backend, model, versions, device)."""
+    try:
+        return _stub(address).ModelInfo(laser_pb2.ModelInfoRequest(), timeout=timeout_ms / 1000.0)
+    except grpc.RpcError as exc:
+        raise _failure(exc, address, timeout_ms) from None

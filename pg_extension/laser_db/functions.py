@@ -44,7 +44,8 @@ def _failure(message: str, sqlstate: str, hint: str = "") -> str:
 
 
 def call(plpy: Any, method: str, query: str | None, candidate: str | None = None) -> str:
-    """method "rewrite": the sidecar's answer with its evidence; "verify": the verifier's outcome."""
+    """method "rewrite": the sidecar's answer with its evidence; "verify": the verifier's outcome;
+    "model_info": what the sidecar generates candidates with."""
     try:
         if method == "rewrite":
             text = precheck(query)
@@ -61,6 +62,14 @@ def call(plpy: Any, method: str, query: str | None, candidate: str | None = None
             address, timeout_ms, caller = settings(plpy)
             verdict = client.verify(address, original, text, caller, timeout_ms)
             return json.dumps({"ok": True, "result": json.loads(verdict.outcome.evidence_json), "notice": None})
+        if method == "model_info":
+            address, timeout_ms, _ = settings(plpy)
+            info = client.model_info(address, timeout_ms)
+            result = {"backend": info.backend, "model": info.model, "version": info.version, "device": info.device,
+                      "rules_alongside": info.rules_alongside, "repair_rounds": info.repair_rounds,
+                      "demonstrations": info.demonstrations, "details": json.loads(info.details_json or "{}"),
+                      "sidecar_address": address}
+            return json.dumps({"ok": True, "result": result, "notice": None})
         return _failure(f"laser: unknown method {method!r}", "22023")
     except client.SidecarError as exc:
         return _failure(exc.message, exc.sqlstate, exc.hint)

@@ -143,3 +143,27 @@ class VerifyResponse(_message.Message):
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     outcome: Outcome
     def __init__(self, outcome: _Optional[_Union[Outcome, _Mapping]] = ...) -> None: ...
+
+class ModelInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ModelInfoResponse(_message.Message):
+    __slots__ = ("backend", "model", "version", "device", "rules_alongside", "repair_rounds", "demonstrations", "details_json")
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    RULES_ALONGSIDE_FIELD_NUMBER: _ClassVar[int]
+    REPAIR_ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    DEMONSTRATIONS_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_JSON_FIELD_NUMBER: _ClassVar[int]
+    backend: str
+    model: str
+    version: str
+    device: str
+    rules_alongside: bool
+    repair_rounds: int
+    demonstrations: int
+    details_json: str
+    def __init__(self, backend: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., device: _Optional[str] = ..., rules_alongside: _Optional[bool] = ..., repair_rounds: _Optional[int] = ..., demonstrations: _Optional[int] = ..., details_json: _Optional[str] = ...) -> None: ...

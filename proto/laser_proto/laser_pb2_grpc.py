@@ -44,6 +44,11 @@ class LaserStub:
                 request_serializer=laser__proto_dot_laser__pb2.VerifyRequest.SerializeToString,
                 response_deserializer=laser__proto_dot_laser__pb2.VerifyResponse.FromString,
                 _registered_method=True)
+        self.ModelInfo = channel.unary_unary(
+                '/laser.v1.Laser/ModelInfo',
+                request_serializer=laser__proto_dot_laser__pb2.ModelInfoRequest.SerializeToString,
+                response_deserializer=laser__proto_dot_laser__pb2.ModelInfoResponse.FromString,
+                _registered_method=True)
 
 
 class LaserServicer:
@@ -63,6 +68,13 @@ class LaserServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ModelInfo(self, request, context):
+        """What writes the candidates: the backend, the model it loaded, versions, device, counters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LaserServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +87,11 @@ def add_LaserServicer_to_server(servicer, server):
                     servicer.Verify,
                     request_deserializer=laser__proto_dot_laser__pb2.VerifyRequest.FromString,
                     response_serializer=laser__proto_dot_laser__pb2.VerifyResponse.SerializeToString,
+            ),
+            'ModelInfo': grpc.unary_unary_rpc_method_handler(
+                    servicer.ModelInfo,
+                    request_deserializer=laser__proto_dot_laser__pb2.ModelInfoRequest.FromString,
+                    response_serializer=laser__proto_dot_laser__pb2.ModelInfoResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -131,6 +148,33 @@ class Laser:
             '/laser.v1.Laser/Verify',
             laser__proto_dot_laser__pb2.VerifyRequest.SerializeToString,
             laser__proto_dot_laser__pb2.VerifyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ModelInfo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/laser.v1.Laser/ModelInfo',
+            laser__proto_dot_laser__pb2.ModelInfoRequest.SerializeToString,
+            laser__proto_dot_laser__pb2.ModelInfoResponse.FromString,
             options,
             channel_credentials,
             insecure,

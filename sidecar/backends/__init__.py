@@ -1,1 +1,24 @@
 """Candidate generators behind one interface: rules (no model), transformers, vllm."""
+from __future__ import annotations
+
+from typing import Any
+
+
+def load_backend(name: str, model_dir: str = "", device: str = "auto") -> Any:
+    """The backend `name`, with its model loaded (model backends import their libraries only here).
+
+    Raises BackendError when the model cannot be loaded, ValueError for an unknown name.
+    """
+    if name == "rules":
+        from sidecar.backends.rules import RulesBackend
+
+        return RulesBackend()
+    if name == "transformers":
+        from sidecar.backends.transformers_backend import TransformersBackend
+
+        return TransformersBackend(model_dir, device=device)
+    if name == "vllm":
+        from sidecar.backends.vllm_backend import VllmBackend
+
+        return VllmBackend(model_dir)
+    raise ValueError(f"unknown backend {name!r}")

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from sidecar.catalog import Catalog
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat turn of a model prompt."""
+
+    role: str
+    """"system", "user" or "assistant"."""
+    content: str
 
 
 @dataclass(frozen=True)
@@ -15,8 +24,9 @@ class Prompt:
     """The SQL statement to rewrite."""
     catalog: Catalog
     """Schema facts of the tables the query references."""
-    text: str = ""
-    """The rendered model prompt; backends that need no prompt (rules) ignore it."""
+    messages: tuple[Message, ...] = ()
+    """The rendered model prompt as chat turns (sidecar.prompts); backends without a model ignore it.
+    A backend applies its tokenizer's chat template, or :func:`plain_text` where there is none."""
 
 
 @dataclass(frozen=True)
@@ -24,11 +34,29 @@ class Completion:
     text: str
     """The generated text; for the rules backend, the rewritten SQL itself."""
     source: str
-    """Who produced it, e.g. ``rules:sargable_predicates`` or ``vllm:<model dir>``."""
+    """Who produced it, e.g. ``rules:sargable_predicates`` or ``transformers:<model dir name>``."""
+    tokens: int = 0
+    """Tokens generated for this completion (0 for backends without a model)."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a backend serves, for the ModelInfo RPC and the evidence."""
+
+    backend: str
+    model: str = ""
+    """Model directory (or name) loaded; empty for the rules backend."""
+    version: str = ""
+    """Library versions behind the backend."""
+    device: str = "cpu"
+    details: dict[str, Any] = field(default_factory=dict)
+    """Backend-specific facts: dtype, parameter count, context length, chat template, ..."""
 
 
 class Backend(Protocol):
     name: str
+    model: str
+    version: str
 
     def generate(
         self,
@@ -39,3 +67,24 @@ class Backend(Protocol):
     ) -> list[list[Completion]]:
         """Return, for each prompt in order, at most ``n`` completions."""
         ...
+
+    def info(self) -> ModelInfo:
+        ...
+
+
+def plain_text(messages: Sequence[Message]) -> str:
+    """A prompt for a tokenizer without a chat template: each turn under a role header, then the
+    assistant's header, so that the completion follows.
+
+    >>> print(plain_text([Message("system", "Be brief."), Message("user", "SELECT 1")]))
+    ### system
+    Be brief.
+    <BLANKLINE>
+    ### user
+    SELECT 1
+    <BLANKLINE>
+    ### assistant
+    <BLANKLINE>
+    """
+    parts = [f"### {m.role}\n{m.content}\n" for m in messages]
+    return "\n".join(parts) + "\n### assistant\n"

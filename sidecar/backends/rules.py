@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sidecar.backends.base import Completion, Prompt
+from sidecar.backends.base import Completion, ModelInfo, Prompt
 from sidecar.rules.runner import rewrite_candidates
 
 
@@ -42,3 +42,9 @@ class RulesBackend:
             ]
             for prompt in prompts
         ]
+
+    def info(self) -> ModelInfo:
+        from sidecar.rules import RULES
+
+        names = [getattr(rule, "__name__", str(rule)).rsplit(".", 1)[-1] for rule in RULES]
+        return ModelInfo(backend=self.name, version=self.version, details={"rules": names})

@@ -214,6 +214,24 @@ class Verifier:
                        original_ms=sum(o.original_ms for o in outcomes) / total,
                        candidate_ms=sum(o.candidate_ms for o in outcomes) / total, evidence=evidence)
 
+    def explain_error(self, original: OriginalProfile, candidate: str) -> str | None:
+        """The executability check alone (for self-correction): None when the guard admits the
+        candidate and PostgreSQL can plan it (its generic plan, if the original has `$n`), else why not.
+        A planning timeout is not an error here; the full verification reports it."""
+        try:
+            candidate_stmt = guard(candidate).stmt
+        except GuardError as exc:
+            return str(exc)
+        used = relations.parameter_numbers(candidate_stmt)
+        unknown = sorted(set(used) - set(original.parameters))
+        if unknown:
+            return f"the query uses parameter ${unknown[0]}, which the original does not have"
+        if used or original.parameters:
+            _, explained, _ = self.session.explain_generic(candidate)
+        else:
+            _, explained = self.session.explain(candidate)
+        return explained.error.message if explained.error is not None else None
+
     def verify(self, original: OriginalProfile, candidate: str) -> Outcome:
         """All checks for one candidate; never raises for a bad candidate."""
         evidence: dict[str, Any] = {}

@@ -136,7 +136,8 @@ CREATE INDEX orders_created_at_idx ON orders (created_at);
 CREATE INDEX events_user_id_idx ON events (user_id);
 CREATE INDEX events_created_at_idx ON events (created_at);
 
-ANALYZE users;
-ANALYZE products;
-ANALYZE orders;
-ANALYZE events;
+-- VACUUM sets hint bits and the visibility map now, so the first timed runs do not pay for them.
+VACUUM (ANALYZE) users;
+VACUUM (ANALYZE) products;
+VACUUM (ANALYZE) orders;
+VACUUM (ANALYZE) events;

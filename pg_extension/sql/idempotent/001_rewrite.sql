@@ -64,4 +64,14 @@ set search_path = pg_catalog, pg_temp;
 comment on function @extschema@.laser_verify(text, text) is
 'Verify your own rewrite: is candidate equivalent to original, and how much faster? The verifier outcome as jsonb.';
 
+create or replace function @extschema@.laser_model_info() returns jsonb
+as $sql$
+  select laser.raise_unless_ok(laser.sidecar_call('model_info', null))
+$sql$
+language sql volatile parallel unsafe security invoker
+set search_path = pg_catalog, pg_temp;
+
+comment on function @extschema@.laser_model_info() is
+'What the sidecar writes candidates with: backend (rules, transformers, vllm), model directory, library versions, device, self-correction rounds, demonstrations per prompt.';
+
 grant usage on schema laser to public;

@@ -1,0 +1,157 @@
+"""The vLLM backend: a local Hugging Face causal LM served by an in-process vLLM engine on a GPU.
+
+This module imports without vLLM (or torch) installed; :class:`VllmBackend` imports them when it is
+constructed and raises :class:`BackendError` when they are missing. Prompts are encoded with the
+same helpers as the transformers backend and handed to vLLM as token ids, so both backends feed a
+model exactly the same tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from sidecar.backends.base import Completion, ModelInfo, Prompt
+from sidecar.backends.errors import BackendError
+
+_SAMPLING_KEYS = ("top_p", "top_k", "min_p")
+"""Settings of the model's generation_config.json that sampling keeps, as the transformers backend does."""
+_DECODING_KEYS = ("repetition_penalty",)
+"""Settings of the model's generation_config.json that greedy decoding keeps too."""
+
+
+def decoding_defaults(model_dir: Path) -> dict[str, Any]:
+    """The model's own top-p, top-k, min-p and repetition penalty from its generation_config.json
+    (those it sets; empty when there is no such file)."""
+    path = model_dir / "generation_config.json"
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {key: config[key] for key in _SAMPLING_KEYS + _DECODING_KEYS if config.get(key) is not None}
+
+
+class VllmBackend:
+    """Completions from ``vllm.LLM``: one ``SamplingParams(n, temperature, max_tokens)`` per prompt.
+
+    ``temperature <= 0`` decodes greedily with one completion per prompt; ``temperature > 0`` samples
+    ``n``. Like the transformers backend, decoding keeps the repetition penalty of the model's
+    generation_config.json, and sampling its top-p, top-k and min-p (vLLM's own defaults would ignore
+    them). vLLM schedules all prompts of a call together; calls are serialised.
+    """
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        dtype: str = "auto",
+        gpu_memory_utilization: float = 0.85,
+        max_model_len: int | None = None,
+        seed: int | None = None,
+    ) -> None:
+        try:
+            import vllm
+        except (ImportError, OSError) as exc:  # absent, or installed without its native libraries
+            raise BackendError(
+                "the vllm backend needs the vllm package (pip install 'laser-pg[vllm]') and a GPU; "
+                f"importing vllm failed: {exc}"
+            ) from exc
+        from sidecar.backends.transformers_backend import (
+            GenerationCounters,
+            context_length,
+            require_model_dir,
+        )
+
+        self._vllm = vllm
+        self._path = require_model_dir(model_dir)
+        self.model = str(self._path)
+        options: dict[str, Any] = {"dtype": dtype, "gpu_memory_utilization": gpu_memory_utilization}
+        if max_model_len is not None:
+            options["max_model_len"] = max_model_len
+        if seed is not None:
+            options["seed"] = seed
+        try:
+            self._llm = vllm.LLM(model=str(self._path), **options)
+            self._tokenizer = self._llm.get_tokenizer()
+        except Exception as exc:  # any failure to start the engine is reported against the directory
+            raise BackendError(f"vllm cannot serve the model in {self._path}: {exc}") from exc
+        model_config = getattr(getattr(self._llm, "llm_engine", None), "model_config", None)
+        self._context = getattr(model_config, "max_model_len", None) or max_model_len
+        if self._context is None:
+            self._context = context_length(model_config.hf_config) if model_config is not None else None
+        self._dtype = str(getattr(model_config, "dtype", dtype)).removeprefix("torch.")
+        self._gpu_memory_utilization = gpu_memory_utilization
+        self._defaults = decoding_defaults(self._path)
+        self._source = f"{self.name}:{self._path.name}"
+        self._lock = threading.Lock()
+        self.counters = GenerationCounters()
+
+    @property
+    def version(self) -> str:
+        import torch
+
+        return f"vllm {self._vllm.__version__}, torch {torch.__version__}"
+
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        n: int,
+        temperature: float = 0.0,
+        max_tokens: int = 1024,
+    ) -> list[list[Completion]]:
+        """For each prompt in order, one greedy completion or ``n`` sampled ones.
+
+        Raises ValueError, before generating anything, when a prompt does not fit the context window
+        together with ``max_tokens`` new tokens.
+        """
+        from sidecar.backends.transformers_backend import (
+            check_prompt_length,
+            encode_prompt,
+        )
+
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens must be at least 1, not {max_tokens}")
+        if n < 1 or not prompts:
+            return [[] for _ in prompts]
+        encoded = [encode_prompt(self._tokenizer, p.messages, p.query) for p in prompts]
+        for index, ids in enumerate(encoded):
+            check_prompt_length(index, len(ids), max_tokens, self._context)
+        if temperature > 0:
+            params = self._vllm.SamplingParams(n=n, temperature=temperature, max_tokens=max_tokens, **self._defaults)
+        else:
+            greedy = {key: value for key, value in self._defaults.items() if key in _DECODING_KEYS}
+            params = self._vllm.SamplingParams(n=1, temperature=0.0, max_tokens=max_tokens, **greedy)
+        requests = [{"prompt_token_ids": ids} for ids in encoded]
+        with self._lock:
+            started = time.perf_counter()
+            outputs = self._llm.generate(requests, [params] * len(requests), use_tqdm=False)
+            elapsed = time.perf_counter() - started
+            results = [
+                [Completion(text=o.text, source=self._source, tokens=len(o.token_ids)) for o in request.outputs]
+                for request in outputs
+            ]
+            self.counters.prompts += len(prompts)
+            self.counters.completions += sum(len(group) for group in results)
+            self.counters.generated_tokens += sum(c.tokens for group in results for c in group)
+            self.counters.generation_seconds += elapsed
+        return results
+
+    def info(self) -> ModelInfo:
+        from sidecar.backends.transformers_backend import uses_chat_template
+
+        details: dict[str, Any] = {
+            "dtype": self._dtype,
+            "context_length": self._context,
+            "chat_template": uses_chat_template(self._tokenizer),
+            "gpu_memory_utilization": self._gpu_memory_utilization,
+            "decoding_defaults": dict(self._defaults),
+            "vllm": self._vllm.__version__,
+            **asdict(self.counters),
+        }
+        return ModelInfo(backend=self.name, model=self.model, version=self.version, device="cuda", details=details)
