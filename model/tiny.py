@@ -82,8 +82,13 @@ def tiny_config(
     layers: int = 2,
     heads: int = 4,
     max_positions: int = 4096,
+    intermediate_size: int | None = None,
+    kv_heads: int | None = None,
+    head_dim: int | None = None,
 ) -> PretrainedConfig:
-    """The config of a tiny ``arch`` model sized to ``tokenizer``'s vocabulary."""
+    """The config of a tiny ``arch`` model sized to ``tokenizer``'s vocabulary (the MLP width
+    defaults to twice the hidden size, key/value heads to ``heads``, head size to hidden/heads;
+    setting them gives a real model's shape, e.g. Qwen3-0.6B's, for throughput measurements)."""
     if arch not in _CONFIGS:
         raise ValueError(f"unknown arch {arch!r}: use one of {', '.join(_CONFIGS)}")
     if hidden_size % heads:
@@ -91,11 +96,11 @@ def tiny_config(
     return _CONFIGS[arch](
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
+        intermediate_size=intermediate_size or 2 * hidden_size,
         num_hidden_layers=layers,
         num_attention_heads=heads,
-        num_key_value_heads=heads,
-        head_dim=hidden_size // heads,
+        num_key_value_heads=kv_heads or heads,
+        head_dim=head_dim or hidden_size // heads,
         max_position_embeddings=max_positions,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -114,12 +119,16 @@ def build_tiny_model(
     max_positions: int = 4096,
     seed: int = 0,
     vocab_size: int = 2000,
+    intermediate_size: int | None = None,
+    kv_heads: int | None = None,
+    head_dim: int | None = None,
 ) -> Path:
     """Train a tokenizer on ``texts``, initialise an ``arch`` model at random (``seed``), and save both
     into ``out_dir`` (created if needed). Returns the directory."""
     path = Path(out_dir)
     tokenizer = build_tokenizer(texts, vocab_size=vocab_size)
-    config = tiny_config(arch, tokenizer, hidden_size, layers, heads, max_positions)
+    config = tiny_config(arch, tokenizer, hidden_size, layers, heads, max_positions,
+                         intermediate_size=intermediate_size, kv_heads=kv_heads, head_dim=head_dim)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.generation_config.bos_token_id = tokenizer.bos_token_id

@@ -8,12 +8,13 @@ import pkgutil
 import pytest
 
 import laser_db
+import model
 import sidecar
 
 
 def _modules() -> list[str]:
     names = []
-    for package in (sidecar, laser_db):
+    for package in (sidecar, laser_db, model):
         for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
             names.append(info.name)
     return sorted(names)

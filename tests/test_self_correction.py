@@ -170,3 +170,40 @@ def test_own_verified_wins_become_demonstrations(config) -> None:
     assert "Example 1, a verified rewrite on this database" in user and FAST in user
     shown = second.evidence()["demonstrations"]
     assert shown[0]["original_sql"] == SLOW and shown[0]["origin"] == "this sidecar"
+
+
+CORRELATED = ("SELECT u.id FROM users u WHERE (SELECT count(*) FROM orders o WHERE o.user_id = u.id) > $1")
+CORRELATED_FAST = ("SELECT u.id FROM users u LEFT JOIN (SELECT user_id, count(*) AS n FROM orders GROUP BY user_id) c "
+                   "ON c.user_id = u.id WHERE coalesce(c.n, 0) > $1")
+
+
+def _advisory(admin, role: str, speedup: float, tag: str) -> None:
+    admin.execute(
+        """INSERT INTO laser.advisories (database, query_hash, role, normalized_sql, original_sql, rewritten_sql,
+                                         backend, speedup, speedup_min, original_ms, rewrite_ms, outcome,
+                                         calls, mean_exec_ms, total_exec_ms)
+           VALUES (current_database(), %s, %s, %s, %s, %s, 'rules', %s, %s, 100, 10, '{}', 5, 100, 500)""",
+        (f"test-demo-{tag}", role, CORRELATED + f" /* {tag} */", CORRELATED, CORRELATED_FAST, speedup, speedup))
+
+
+def test_database_demonstrations_are_the_callers_verified_advisories(config, admin, demo_dsn) -> None:
+    import psycopg
+
+    admin.execute("DELETE FROM laser.advisories WHERE query_hash LIKE 'test-demo-%'")
+    try:
+        _advisory(admin, demo.DEMO_ROLE, 3.0, "mine")
+        _advisory(admin, "postgres", 3.0, "superuser")  # another role's statement: never shown to shop
+        _advisory(admin, demo.DEMO_ROLE, 1.2, "slow")   # below the pool's 1.5x
+        with psycopg.connect(demo_dsn) as conn:
+            rows = conn.execute("SELECT original_sql, speedup FROM laser.demonstrations").fetchall()
+        assert [r[0] for r in rows if r[0].startswith(CORRELATED)] == [CORRELATED + " /* mine */"]
+
+        backend = ScriptedBackend(["no idea"] * 4)
+        query = "SELECT u.email FROM users u WHERE (SELECT count(*) FROM orders o WHERE o.user_id = u.id) > 70"
+        result = rewrite(config, backend, query=query, pool=DemoPool(embedder=None))
+        shown = result.evidence()["demonstrations"]
+        assert shown[0]["original_sql"] == CORRELATED + " /* mine */" and shown[0]["origin"] == "database"
+        assert CORRELATED_FAST in backend.prompts[0][1].content
+        assert all("superuser" not in d["original_sql"] for d in shown)
+    finally:
+        admin.execute("DELETE FROM laser.advisories WHERE query_hash LIKE 'test-demo-%'")

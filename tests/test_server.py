@@ -85,7 +85,29 @@ def test_graceful_shutdown_on_sigterm(cluster) -> None:
     ({"timed_runs": 0}, "timed_runs must be positive"),
     ({"dead_zone": 1.5}, "dead_zone"),
     ({"listen": ""}, "listen must be an address"),
+    ({"backend": "transformers"}, "needs a model directory"),
+    ({"backend": "vllm", "model_dir": "/m", "repair_rounds": -1}, "repair_rounds must not be negative"),
+    ({"temperature": -0.5}, "temperature"),
+    ({"max_new_tokens": 0}, "max_new_tokens must be positive"),
 ])
 def test_config_is_validated(overrides: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SidecarConfig(**overrides)
+
+
+def test_boolean_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LASER_SIDECAR_WITH_RULES", "false")
+    monkeypatch.setenv("LASER_SIDECAR_COUNTEREXAMPLE_FEEDBACK", "on")
+    config = SidecarConfig.from_env()
+    assert config.with_rules is False and config.counterexample_feedback is True
+    monkeypatch.setenv("LASER_SIDECAR_WITH_RULES", "maybe")
+    with pytest.raises(ValueError, match="is not a boolean"):
+        SidecarConfig.from_env()
+
+
+def test_a_model_that_cannot_load_stops_the_sidecar_with_a_clear_error(tmp_path) -> None:
+    done = subprocess.run([sys.executable, "-m", "sidecar.server", "--listen", "127.0.0.1:0", "--backend",
+                           "transformers", "--model-dir", str(tmp_path / "nowhere")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert f"model directory {tmp_path / 'nowhere'} does not exist" in done.stderr

@@ -172,6 +172,24 @@ class GenerationCounters:
     generated_tokens: int = 0
     generation_seconds: float = 0.0
 
+    def add(self, prompts: int, results: Sequence[Sequence[Completion]], seconds: float) -> None:
+        """Count one generate call."""
+        self.prompts += prompts
+        self.completions += sum(len(group) for group in results)
+        self.generated_tokens += sum(c.tokens for group in results for c in group)
+        self.generation_seconds += seconds
+
+
+def encode_checked(tokenizer: Any, prompts: Sequence[Prompt], max_tokens: int, context: int | None) -> list[list[int]]:
+    """Every prompt's token ids; ValueError, before anything is generated, for a bad ``max_tokens`` or
+    a prompt that does not fit the context window together with ``max_tokens`` new tokens."""
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be at least 1, not {max_tokens}")
+    encoded = [encode_prompt(tokenizer, p.messages, p.query) for p in prompts]
+    for index, ids in enumerate(encoded):
+        check_prompt_length(index, len(ids), max_tokens, context)
+    return encoded
+
 
 class TransformersBackend:
     """Completions from a local causal LM with ``transformers`` ``generate``.
@@ -242,13 +260,9 @@ class TransformersBackend:
         Raises ValueError, before generating anything, when a prompt does not fit the context window
         together with ``max_tokens`` new tokens.
         """
-        if max_tokens < 1:
-            raise ValueError(f"max_tokens must be at least 1, not {max_tokens}")
+        encoded = encode_checked(self._tokenizer, prompts, max_tokens, self._context)
         if n < 1 or not prompts:
             return [[] for _ in prompts]
-        encoded = [encode_prompt(self._tokenizer, p.messages, p.query) for p in prompts]
-        for index, ids in enumerate(encoded):
-            check_prompt_length(index, len(ids), max_tokens, self._context)
         per_prompt = n if temperature > 0 else 1
         config = self._generation_config(per_prompt, temperature, max_tokens)
         results: list[list[Completion]] = []
@@ -256,11 +270,7 @@ class TransformersBackend:
             started = time.perf_counter()
             for first in range(0, len(encoded), self.batch_size):
                 results.extend(self._generate_batch(encoded[first : first + self.batch_size], per_prompt, config))
-            elapsed = time.perf_counter() - started
-            self.counters.prompts += len(prompts)
-            self.counters.completions += sum(len(group) for group in results)
-            self.counters.generated_tokens += sum(c.tokens for group in results for c in group)
-            self.counters.generation_seconds += elapsed
+            self.counters.add(len(prompts), results, time.perf_counter() - started)
         return results
 
     def info(self) -> ModelInfo:

@@ -110,18 +110,11 @@ class VllmBackend:
         Raises ValueError, before generating anything, when a prompt does not fit the context window
         together with ``max_tokens`` new tokens.
         """
-        from sidecar.backends.transformers_backend import (
-            check_prompt_length,
-            encode_prompt,
-        )
+        from sidecar.backends.transformers_backend import encode_checked
 
-        if max_tokens < 1:
-            raise ValueError(f"max_tokens must be at least 1, not {max_tokens}")
+        encoded = encode_checked(self._tokenizer, prompts, max_tokens, self._context)
         if n < 1 or not prompts:
             return [[] for _ in prompts]
-        encoded = [encode_prompt(self._tokenizer, p.messages, p.query) for p in prompts]
-        for index, ids in enumerate(encoded):
-            check_prompt_length(index, len(ids), max_tokens, self._context)
         if temperature > 0:
             params = self._vllm.SamplingParams(n=n, temperature=temperature, max_tokens=max_tokens, **self._defaults)
         else:
@@ -136,10 +129,7 @@ class VllmBackend:
                 [Completion(text=o.text, source=self._source, tokens=len(o.token_ids)) for o in request.outputs]
                 for request in outputs
             ]
-            self.counters.prompts += len(prompts)
-            self.counters.completions += sum(len(group) for group in results)
-            self.counters.generated_tokens += sum(c.tokens for group in results for c in group)
-            self.counters.generation_seconds += elapsed
+            self.counters.add(len(prompts), results, elapsed)
         return results
 
     def info(self) -> ModelInfo:
