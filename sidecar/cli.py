@@ -232,10 +232,11 @@ def cmd_bench_verifier(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from sidecar.bench import harness
+    from sidecar.bench.runner import BenchError
 
     try:
         return harness.main(args)
-    except ValueError as exc:  # bad workload files or options: a clear message, nothing run
+    except (ValueError, BenchError) as exc:  # bad workload, options or model: a clear message, nothing run
         print(f"laser bench: {exc}", file=sys.stderr)
         return 2
 

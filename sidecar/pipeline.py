@@ -5,6 +5,7 @@ import dataclasses
 import datetime
 import difflib
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -15,17 +16,19 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from sidecar import prompts
+from sidecar.backends import load_backend
 from sidecar.backends.base import Backend, Prompt
 from sidecar.catalog import Catalog, load_catalog, referenced_tables
 from sidecar.config import SidecarConfig
 from sidecar.generation import Draft, GenerationReport, SelfCorrector
-from sidecar.retrieval import Demonstration, DemoPool, Retrieved, load_demonstrations
+from sidecar.retrieval import Demonstration, DemoPool, Embedder, Retrieved, load_demonstrations
 from sidecar.verify import (GuardError, Outcome, OutcomeStatus, ReadOnlySession, Verifier, VerifierConfig, guard,
                             parameters)
 from sidecar.verify.verifier import OriginalProfile
 from sidecar.verify.session import DatabaseUnavailable, PermissionRefused, SessionError
 
 
+log = logging.getLogger("laser.pipeline")
 MAX_CACHED_ANSWERS = 1024
 MAX_OWN_WINS = 500
 """Verified wins this sidecar keeps per database as demonstrations (the oldest go first)."""
@@ -153,6 +156,22 @@ class RewritePipeline:
         self._own_wins: dict[str, list[Demonstration]] = {}
         self._cache: dict[tuple[Any, ...], tuple[float, RewriteResult]] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config: SidecarConfig) -> RewritePipeline:
+        """The backend the configuration names (its model loaded), the rules beside a model, and the
+        demonstration pool for model prompts. Raises BackendError when the model cannot be loaded."""
+        backend = load_backend(config.backend, config.model_dir, config.device)
+        if config.backend == "rules":
+            return cls(config, backend)
+        rules = load_backend("rules") if config.with_rules else None
+        pool = None
+        if config.demonstrations > 0:
+            embedder = Embedder()
+            if not embedder.available:
+                log.warning("demonstrations ranked by structure only: %s", embedder.unavailable_reason)
+            pool = DemoPool(embedder if embedder.available else None)
+        return cls(config, backend, rules=rules, demonstrations=pool)
 
     @property
     def uses_model(self) -> bool:

@@ -16,7 +16,6 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from laser_proto import laser_pb2, laser_pb2_grpc
-from sidecar.backends import load_backend
 from sidecar.backends.errors import BackendError
 from sidecar.config import BACKENDS, SidecarConfig
 from sidecar.pipeline import RequestOptions, RewritePipeline, RewriteResult, evidence_json
@@ -145,28 +144,10 @@ class LaserService(laser_pb2_grpc.LaserServicer):
         )
 
 
-def build_pipeline(config: SidecarConfig) -> RewritePipeline:
-    """The backend the configuration names (its model loaded), the rules beside a model, the
-    demonstration pool for model prompts. Raises BackendError when the model cannot be loaded."""
-    backend = load_backend(config.backend, config.model_dir, config.device)
-    if config.backend == "rules":
-        return RewritePipeline(config, backend)
-    rules = load_backend("rules") if config.with_rules else None
-    pool = None
-    if config.demonstrations > 0:
-        from sidecar.retrieval import DemoPool, Embedder
-
-        embedder = Embedder()
-        if not embedder.available:
-            log.warning("demonstrations ranked by structure only: %s", embedder.unavailable_reason)
-        pool = DemoPool(embedder if embedder.available else None)
-    return RewritePipeline(config, backend, rules=rules, demonstrations=pool)
-
-
 @contextlib.asynccontextmanager
 async def serving(config: SidecarConfig) -> AsyncIterator[tuple[grpc.aio.Server, int]]:
     """Start the server; on exit: health NOT_SERVING, then stop(grace), then release the pipeline."""
-    pipeline = build_pipeline(config)
+    pipeline = RewritePipeline.from_config(config)
     server = grpc.aio.server()
     laser_pb2_grpc.add_LaserServicer_to_server(LaserService(pipeline, config.max_concurrent), server)
     health_servicer = health.aio.HealthServicer()

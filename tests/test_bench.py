@@ -249,3 +249,12 @@ def test_laser_bench_tpch_generates_loads_and_measures(cluster: LocalCluster, tm
         assert json.loads(out.read_text())["meta"]["methods"] == ["original"]
     finally:
         cluster.psql("-c", "DROP DATABASE IF EXISTS laser_bench_tpch_sf0_01")
+
+
+def test_a_model_backend_without_its_model_is_a_clear_error(tmp_path: Path) -> None:
+    from sidecar.bench.runner import BenchError, PipelineMethod
+
+    with pytest.raises(BenchError, match="needs a model directory"):
+        PipelineMethod("host=/tmp dbname=x user=y", "transformers")
+    with pytest.raises(BenchError, match=f"model directory {tmp_path / 'none'} does not exist"):
+        PipelineMethod("host=/tmp dbname=x user=y", "transformers", model_dir=str(tmp_path / "none"))

@@ -323,3 +323,38 @@ def test_extension_versions_agree() -> None:
     assert built is not None and built.group(1) == EXTENSION_VERSION
     assert f"default_version = '{EXTENSION_VERSION}'" in (root / "laser.control").read_text()
     assert f"/usr/local/lib/laser/{EXTENSION_VERSION}" in (root / "Dockerfile").read_text()
+
+
+def test_verified_wins_become_the_callers_demonstrations(demo_dsn: str, admin: psycopg.Connection,
+                                                          sidecar: str) -> None:
+    query = "SELECT count(*) AS wins FROM orders WHERE created_at::date = DATE '2024-03-07'"
+    readonly_query = "SELECT count(*) AS wins_ro FROM orders WHERE created_at::date = DATE '2024-03-08'"
+    admin.execute("DELETE FROM laser.rewrite_wins WHERE original_sql IN (%s, %s)", (query, readonly_query))
+    admin.execute("DROP ROLE IF EXISTS laser_outsider")
+    admin.execute("CREATE ROLE laser_outsider NOLOGIN")
+    try:
+        with psycopg.connect(demo_dsn, autocommit=True) as conn:
+            rewritten = conn.execute("SELECT laser_rewrite(%s)", (query,)).fetchone()[0]
+            assert rewritten != query
+            mine = conn.execute("SELECT role, speedup FROM laser.demonstrations WHERE original_sql = %s",
+                                (query,)).fetchall()
+            assert len(mine) == 1 and mine[0][0] == "shop" and mine[0][1] >= 1.5
+            # A role records only in its own name: row level security refuses anything else.
+            with pytest.raises(errors.InsufficientPrivilege):
+                conn.execute("INSERT INTO laser.rewrite_wins (role, original_sql, rewritten_sql, speedup) "
+                             "VALUES ('postgres', 'SELECT 1', 'SELECT 1', 9)")
+            # In a read-only transaction the answer still comes; nothing is recorded.
+            with conn.transaction():
+                conn.execute("SET TRANSACTION READ ONLY")
+                assert conn.execute("SELECT laser_rewrite(%s)", (readonly_query,)).fetchone()[0] != readonly_query
+        recorded = admin.execute("SELECT original_sql, role FROM laser.rewrite_wins WHERE original_sql IN (%s, %s)",
+                                 (query, readonly_query)).fetchall()
+        assert recorded == [(query, "shop")]
+        # Another role does not see shop's statements.
+        with admin.transaction():
+            admin.execute("SET LOCAL ROLE laser_outsider")
+            seen = admin.execute("SELECT count(*) FROM laser.demonstrations WHERE original_sql = %s", (query,))
+            assert seen.fetchone()[0] == 0
+    finally:
+        admin.execute("DELETE FROM laser.rewrite_wins WHERE original_sql IN (%s, %s)", (query, readonly_query))
+        admin.execute("DROP ROLE IF EXISTS laser_outsider")

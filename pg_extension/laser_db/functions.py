@@ -15,6 +15,25 @@ DEFAULT_ADDRESS = "127.0.0.1:50551"
 DEFAULT_TIMEOUT_MS = 120_000
 
 
+MIN_DEMONSTRATION_SPEEDUP = 1.5
+"""A verified rewrite at least this much faster is recorded in laser.rewrite_wins (a demonstration)."""
+
+
+def remember(plpy: Any, query: str, response: Any) -> None:
+    """Record a verified win as the caller, for model prompts (laser.demonstrations); never fails the
+    answer: where the caller's transaction is read-only or the extension predates the table, nothing
+    is recorded."""
+    try:
+        with plpy.subtransaction():
+            plan = plpy.prepare(
+                "insert into laser.rewrite_wins (original_sql, rewritten_sql, speedup, source)"
+                " values ($1, $2, $3, $4) on conflict do nothing",
+                ["text", "text", "float8", "text"])
+            plpy.execute(plan, [query, response.rewritten_sql, response.speedup, response.source])
+    except plpy.SPIError:
+        pass
+
+
 class SettingError(ValueError):
     """A laser.* setting has a value that cannot be used."""
 
@@ -55,6 +74,8 @@ def call(plpy: Any, method: str, query: str | None, candidate: str | None = None
             notice = None
             if response.status != "improved":
                 notice = f"laser: no verified improvement: {response.message}"
+            elif response.speedup >= MIN_DEMONSTRATION_SPEEDUP and not response.cached:
+                remember(plpy, text, response)
             return json.dumps({"ok": True, "result": evidence, "notice": notice})
         if method == "verify":
             original = precheck(query, "original")

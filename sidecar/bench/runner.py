@@ -163,13 +163,11 @@ class PipelineMethod:
     """The sidecar's rewrite pipeline, in process: a backend's candidates, verified."""
 
     def __init__(self, dsn: str, backend_name: str = "rules", timeout_s: float = 300.0,
-                 max_candidates: int | None = None) -> None:
-        from sidecar.backends.rules import RulesBackend
+                 max_candidates: int | None = None, model_dir: str = "", device: str = "auto") -> None:
+        from sidecar.backends.errors import BackendError
         from sidecar.config import SidecarConfig
         from sidecar.pipeline import RewritePipeline
 
-        if backend_name != "rules":
-            raise BenchError(f"unknown backend {backend_name!r}; available: rules")
         params = conninfo_to_dict(dsn)
         self.database = str(params.pop("dbname", "") or "")
         self.role = str(params.get("user", "") or "")
@@ -178,8 +176,12 @@ class PipelineMethod:
         self.name = f"laser-{backend_name}"
         self.timeout_ms = int(timeout_s * 1000)
         self.max_candidates = max_candidates
-        config = SidecarConfig(dsn=make_conninfo("", **params), backend=backend_name, cache_ttl_s=0)
-        self.pipeline = RewritePipeline(config, RulesBackend())
+        try:
+            config = SidecarConfig(dsn=make_conninfo("", **params), backend=backend_name, cache_ttl_s=0,
+                                   model_dir=model_dir, device=device)
+            self.pipeline = RewritePipeline.from_config(config)
+        except (ValueError, BackendError) as exc:
+            raise BenchError(str(exc)) from None
 
     def propose(self, query: BenchQuery) -> Proposal:
         from sidecar.pipeline import RequestOptions
