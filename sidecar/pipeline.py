@@ -21,12 +21,25 @@ from sidecar.backends.base import Backend, Prompt
 from sidecar.catalog import Catalog, load_catalog, referenced_tables
 from sidecar.config import SidecarConfig
 from sidecar.generation import Draft, GenerationReport, SelfCorrector
-from sidecar.retrieval import Demonstration, DemoPool, Embedder, Retrieved, load_demonstrations
-from sidecar.verify import (GuardError, Outcome, OutcomeStatus, ReadOnlySession, Verifier, VerifierConfig, guard,
-                            parameters)
-from sidecar.verify.verifier import OriginalProfile
+from sidecar.retrieval import (
+    Demonstration,
+    DemoPool,
+    Embedder,
+    Retrieved,
+    load_demonstrations,
+)
+from sidecar.verify import (
+    GuardError,
+    Outcome,
+    OutcomeStatus,
+    ReadOnlySession,
+    Verifier,
+    VerifierConfig,
+    guard,
+    parameters,
+)
 from sidecar.verify.session import DatabaseUnavailable, PermissionRefused, SessionError
-
+from sidecar.verify.verifier import OriginalProfile
 
 log = logging.getLogger("laser.pipeline")
 MAX_CACHED_ANSWERS = 1024
@@ -228,13 +241,16 @@ class RewritePipeline:
 
         Raises GuardError / OriginalError (bad query), PermissionRefused, DatabaseUnavailable.
         """
-        key = (database, role, login_role, query, options.max_candidates, options.statement_timeout_ms,
-               options.timed_runs, options.dead_zone, options.parameter_sets, options.min_parameter_sets)
+        key = (database, role, login_role, fingerprint(query), options.max_candidates,
+               options.statement_timeout_ms, options.timed_runs, options.dead_zone, options.parameter_sets,
+               options.min_parameter_sets)
         if not options.no_cache:
             with self._lock:
                 hit = self._cache.get(key)
             if hit and time.monotonic() - hit[0] < self.config.cache_ttl_s:
-                return dataclasses.replace(hit[1], cached=True)
+                answer = hit[1]
+                same = {"original_sql": query} | ({} if answer.status == "improved" else {"rewritten_sql": query})
+                return dataclasses.replace(answer, cached=True, **same)
         result = self._rewrite(query, database, role, login_role, options)
         if options.deadline is None or time.monotonic() < options.deadline:  # not cut short
             now = time.monotonic()
@@ -446,6 +462,25 @@ class RewritePipeline:
 
     def _min_sets(self, options: RequestOptions) -> int:
         return options.min_parameter_sets or self.config.min_parameter_sets
+
+
+def fingerprint(query: str) -> str:
+    """The query as PostgreSQL's grammar sees it, for the answer cache: layout and keyword case do
+    not matter, constants do. A text with comments (which may carry planner hints) is kept as is.
+
+    >>> fingerprint("select  a\\nFROM t where b = 1") == fingerprint("SELECT a FROM t WHERE b = 1")
+    True
+    >>> fingerprint("SELECT a FROM t WHERE b = 1") == fingerprint("SELECT a FROM t WHERE b = 2")
+    False
+    >>> fingerprint("/*+ SeqScan(t) */ SELECT a FROM t")
+    '/*+ SeqScan(t) */ SELECT a FROM t'
+    """
+    if "--" in query or "/*" in query:
+        return query
+    try:
+        return str(pglast.prettify(query))
+    except Exception:  # noqa: BLE001 - unparseable text is its own key; the guard reports it
+        return query
 
 
 def model_prompt(query: str, catalog: Catalog, original: OriginalProfile, shown: list[Retrieved]) -> Prompt:

@@ -14,12 +14,17 @@ from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-
 from laser_proto import laser_pb2, laser_pb2_grpc
+
 from sidecar.backends.errors import BackendError
 from sidecar.config import BACKENDS, SidecarConfig
-from sidecar.pipeline import RequestOptions, RewritePipeline, RewriteResult, evidence_json
-from sidecar.verify import GuardError, Outcome, OriginalError
+from sidecar.pipeline import (
+    RequestOptions,
+    RewritePipeline,
+    RewriteResult,
+    evidence_json,
+)
+from sidecar.verify import GuardError, OriginalError, Outcome
 from sidecar.verify.session import DatabaseUnavailable, PermissionRefused
 
 log = logging.getLogger("laser.sidecar")

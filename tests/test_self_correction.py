@@ -157,7 +157,8 @@ def test_rules_and_model_share_one_pool(config) -> None:
     assert result.status == "improved"
 
 
-def test_own_verified_wins_become_demonstrations(config) -> None:
+def test_own_verified_wins_become_demonstrations(config, admin) -> None:
+    admin.execute("DELETE FROM laser.rewrite_wins")  # laser_rewrite's wins from other tests would compete
     pool = DemoPool(embedder=None)
     pipeline = RewritePipeline(config, ScriptedBackend([fenced(FAST)]), demonstrations=pool)
     first = rewrite(config, pipeline.backend, pipeline=pipeline)  # type: ignore[arg-type]
@@ -207,3 +208,16 @@ def test_database_demonstrations_are_the_callers_verified_advisories(config, adm
         assert all("superuser" not in d["original_sql"] for d in shown)
     finally:
         admin.execute("DELETE FROM laser.advisories WHERE query_hash LIKE 'test-demo-%'")
+
+
+def test_a_reformatted_query_is_answered_from_the_cache(config) -> None:
+    backend = ScriptedBackend([fenced(FAST)])
+    pipeline = RewritePipeline(config, backend)
+    first = rewrite(config, backend, pipeline=pipeline)
+    layout = SLOW.replace("SELECT count(*)", "select   COUNT(*)\n").replace(" WHERE ", "\n  where ")
+    again = rewrite(config, backend, query=layout, pipeline=pipeline)
+    assert first.status == again.status == "improved" and again.cached and not first.cached
+    assert again.original_sql == layout and again.rewritten_sql == FAST
+    assert len(backend.prompts) == 1  # the model was asked once
+    other = rewrite(config, backend, query=SLOW.replace("03-01", "03-02"), pipeline=pipeline)
+    assert not other.cached  # another constant is another query
