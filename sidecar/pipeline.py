@@ -281,33 +281,22 @@ class RewritePipeline:
             limit = options.max_candidates or self.config.max_candidates
             attempts: list[Attempt] = []
             seen: set[str] = set()
-            generation_ms = verify_ms = 0.0
             report: GenerationReport | None = None
             shown: list[Retrieved] = []
-            for backend in [b for b in (self.rules if self.uses_model else None, self.backend) if b is not None]:
-                if backend.name == "rules":
-                    started = time.perf_counter()
-                    completions = backend.generate([Prompt(query=query, catalog=catalog)], n=limit)[0]
-                    generation_ms += (time.perf_counter() - started) * 1000.0
-                    started = time.perf_counter()
-                    for completion in completions[:limit]:
-                        if self._past(options):
-                            break
-                        if completion.text not in seen:
-                            seen.add(completion.text)
-                            attempts.append(Attempt(completion.text, completion.source,
-                                                    verifier.verify_sets(originals, completion.text)))
-                    verify_ms += (time.perf_counter() - started) * 1000.0
-                else:
-                    started = time.perf_counter()
-                    shown = self._retrieve(session, database, query)
-                    prepared_ms += (time.perf_counter() - started) * 1000.0
-                    started = time.perf_counter()
-                    report = self._model_attempts(backend, verifier, originals, query, catalog, shown, limit,
-                                                  options, attempts, seen)
-                    generation_ms += report.generation_s * 1000.0
-                    verify_ms += (time.perf_counter() - started) * 1000.0 - report.generation_s * 1000.0
-            verification_ms = prepared_ms + verify_ms
+            started = time.perf_counter()
+            generation_ms = 0.0
+            if not self.uses_model:
+                generation_ms = self._listed_attempts(self.backend, verifier, originals, query, catalog, limit,
+                                                      options, attempts, seen)
+            else:
+                if self.rules is not None:
+                    generation_ms = self._listed_attempts(self.rules, verifier, originals, query, catalog, limit,
+                                                          options, attempts, seen)
+                shown = self._retrieve(session, database, query)
+                report = self._model_attempts(self.backend, verifier, originals, query, catalog, shown, limit,
+                                              options, attempts, seen)
+                generation_ms += report.generation_s * 1000.0
+            verification_ms = prepared_ms + (time.perf_counter() - started) * 1000.0 - generation_ms
 
         result = RewriteResult(
             status="no_verified_improvement",
@@ -364,6 +353,23 @@ class RewritePipeline:
 
     def _past(self, options: RequestOptions) -> bool:
         return options.deadline is not None and time.monotonic() >= options.deadline
+
+    def _listed_attempts(self, backend: Backend, verifier: Verifier, originals: list[OriginalProfile], query: str,
+                         catalog: Catalog, limit: int, options: RequestOptions, attempts: list[Attempt],
+                         seen: set[str]) -> float:
+        """Verify the candidates of a backend that answers with SQL itself (the rules); returns the
+        milliseconds spent generating them."""
+        started = time.perf_counter()
+        completions = backend.generate([Prompt(query=query, catalog=catalog)], n=limit)[0]
+        generation_ms = (time.perf_counter() - started) * 1000.0
+        for completion in completions[:limit]:
+            if self._past(options):
+                break  # the caller has stopped waiting
+            if completion.text not in seen:
+                seen.add(completion.text)
+                attempts.append(Attempt(completion.text, completion.source,
+                                        verifier.verify_sets(originals, completion.text)))
+        return generation_ms
 
     def _model_attempts(self, backend: Backend, verifier: Verifier, originals: list[OriginalProfile], query: str,
                         catalog: Catalog, shown: list[Retrieved], limit: int, options: RequestOptions,
