@@ -15,6 +15,8 @@ from sidecar.catalog import Catalog
 from sidecar.rules.decorrelate_scalar_aggregates import decorrelate_scalar_aggregates
 from sidecar.rules.distinct_join_to_exists import distinct_join_to_exists
 from sidecar.rules.extract_common_subexpressions import extract_common_subexpressions
+from sidecar.rules.not_in_to_not_exists import not_in_to_not_exists
+from sidecar.rules.or_to_union_all import or_to_union_all
 from sidecar.rules.sargable_predicates import sargable_predicates
 from sidecar.rules.window_to_group_by import window_to_group_by
 
@@ -24,8 +26,10 @@ RULES: tuple[Rule, ...] = (
     sargable_predicates,
     decorrelate_scalar_aggregates,
     distinct_join_to_exists,
+    not_in_to_not_exists,
     window_to_group_by,
     extract_common_subexpressions,
+    or_to_union_all,
 )
 
 __all__ = ["RULES", "Rule"]
