@@ -38,6 +38,21 @@ def test_compose_wiring_matches_the_local_default() -> None:
         # over TCP with a password the sidecar cannot log in as callers: it must SET ROLE
         assert command[command.index("--act-as") + 1] == "set_role"
     assert services["sidecar-gpu"]["profiles"] == ["gpu"]
+    gpu = services["sidecar-gpu"]
+    assert gpu["command"][gpu["command"].index("--backend") + 1] == "vllm"
+    model_dir = gpu["command"][gpu["command"].index("--model-dir") + 1]
+    assert any(volume.split(":")[-2] == model_dir for volume in gpu["volumes"])
+    assert gpu["build"]["args"]["EXTRAS"] == "[vllm]"
+
+
+def test_the_sidecar_image_copies_every_package_it_installs() -> None:
+    import tomllib
+
+    dockerfile = (ROOT / "sidecar" / "Dockerfile").read_text()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    roots = {project["package-dir"].get(p, p.replace(".", "/")).split("/")[0] for p in project["packages"]}
+    for root in roots:
+        assert f"COPY {root} " in dockerfile or f"COPY {root}/" in dockerfile, root
 
 
 def test_docker_init_creates_the_role_the_sidecar_uses() -> None:
