@@ -154,3 +154,17 @@ def distribution(values: Sequence[float]) -> dict[str, float]:
         return {"mean": 0.0, "median": 0.0, "p90": 0.0, "max": 0.0}
     return {"mean": round(sum(values) / len(values), 6), "median": round(percentile(values, 50), 6),
             "p90": round(percentile(values, 90), 6), "max": round(max(values), 6)}
+
+
+def verdict_mark(entry: dict[str, Any]) -> str:
+    """Why a changed output was padded: it does not run, it differs, or its equivalence is unknown
+    (the metrics count unknown as not equivalent; the per-query tables say which it was).
+
+    >>> verdict_mark({"valid": True, "equivalent": None})
+    ' (equivalence unknown)'
+    >>> verdict_mark({"valid": True, "equivalent": False}), verdict_mark({"valid": False, "equivalent": None})
+    (' (not equivalent)', ' (invalid)')
+    """
+    if not entry["valid"]:
+        return " (invalid)"
+    return " (equivalence unknown)" if entry["equivalent"] is None else " (not equivalent)"

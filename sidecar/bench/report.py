@@ -5,7 +5,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from sidecar.bench.metrics import THRESHOLDS
+from sidecar.bench.metrics import THRESHOLDS, verdict_mark
 from sidecar.bench.runner import ORIGINAL
 
 
@@ -59,7 +59,7 @@ def per_query_markdown(result: dict[str, Any]) -> str:
             entry = record["methods"][m]
             mark = "" if entry["changed"] else " (kept)"
             if entry["changed"] and not (entry["valid"] and entry["equivalent"]):
-                mark = " (invalid)" if not entry["valid"] else " (not equivalent)"
+                mark = verdict_mark(entry)
             cells.append(f"{_seconds(entry['counted_s'], cap)}, {entry['speedup']:.2f}×{mark}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -21,7 +21,7 @@ from typing import Protocol as TypingProtocol
 import pglast
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from sidecar.bench.metrics import Output, aggregate, distribution, summarize
+from sidecar.bench.metrics import Output, aggregate, distribution, summarize, verdict_mark
 from sidecar.bench.workloads import BenchQuery
 from sidecar.verify import ReadOnlySession, differential, guard
 from sidecar.verify.equivalence import compare_results, order_spec
@@ -415,7 +415,7 @@ def _progress_line(i: int, n: int, record: dict[str, Any], started: float, measu
         parts = [f"original {_fmt_s(original['latency_s'], original['timed_out'])}"]
         for name, entry in record["methods"].items():
             if entry["changed"]:
-                state = "" if entry["valid"] and entry["equivalent"] else " (not equivalent)" if entry["valid"] else " (invalid)"
+                state = "" if entry["valid"] and entry["equivalent"] else verdict_mark(entry)
                 parts.append(f"{name} {_fmt_s(entry.get('latency_s'), entry.get('timed_out', False))}"
                              f" {entry['speedup']:.2f}x{state}")
             else:
