@@ -129,6 +129,10 @@ class InstanceBuilder:
             self.scratch.create_copy(table.identifier, self._sample_table(table))
             self.scratch.create_copy(table.identifier, self.instance_table(table))
         self.scratch.seal()
+        # Sampling takes the first matching rows of a scan (LIMIT). With synchronized scans, a scan
+        # of a table larger than a quarter of shared_buffers starts where the previous one stopped,
+        # so the same seed would sample different rows from run to run (TPC-H SF 1's lineitem).
+        self.scratch.execute("SET LOCAL synchronize_seqscans = off")
 
     def sample(self) -> None:
         """Fill the sample tables with live rows that keep join partners together.
@@ -205,21 +209,36 @@ class InstanceBuilder:
                     pairs = groups.setdefault(partner_oid, [])
                     if (column, partner_column) not in pairs:
                         pairs.append((column, partner_column))
+                focus = [f for f in self.focus if f.table == table.oid]
                 for partner_oid, pairs in groups.items():
                     ways = ([pairs] if len(pairs) > 1 else []) + [[pair] for pair in pairs]
                     for way in ways:
-                        mine = _columns([c for c, _ in way])
-                        theirs = _columns([p for _, p in way])
-                        rows = self._try(sql.SQL(
-                            "INSERT INTO {dst} ({cols}) SELECT {cols} FROM {src} WHERE ({mine}) IN"
-                            " (SELECT {theirs} FROM {psmp} EXCEPT SELECT {mine} FROM {dst}) LIMIT {k}"
-                            " ON CONFLICT DO NOTHING RETURNING 1"
-                        ).format(dst=self._smp(table), cols=_columns(table.writable_columns), src=table.identifier,
-                                 mine=mine, theirs=theirs, psmp=self._smp(self.by_oid[partner_oid]),
-                                 k=sql.Literal(3 * n)), sampling=True)
-                        added += len(rows or ())
+                        # First the rows that also pass this table's own filters in the query (the
+                        # 1994 lineitems of a sampled part-supplier pair), then any: a chain of
+                        # filtered tables only yields a non-empty result when its rows meet.
+                        for chosen in [*focus, None]:
+                            added += self._pull_partners(table, partner_oid, way, 3 * n, chosen)
             if not added:
                 return
+
+    def _pull_partners(self, table: TableFacts, partner_oid: int, way: list[tuple[str, str]], k: int,
+                       focus: Focus | None) -> int:
+        """Insert up to k live rows of `table` whose `way` columns meet the partner's sample and that
+        the sample lacks (restricted to `focus`'s predicate when given); returns the rows added."""
+        alias = sql.Identifier(focus.alias if focus else "laser_t")
+        mine = sql.SQL(", ").join(sql.SQL("{}.{}").format(alias, sql.Identifier(c)) for c, _ in way)
+        rows = self._try(sql.SQL(
+            "INSERT INTO {dst} ({cols}) SELECT {values} FROM {src} AS {alias} WHERE ({mine}) IN"
+            " (SELECT {theirs} FROM {psmp} EXCEPT SELECT {plain} FROM {dst}){pred} LIMIT {k}"
+            " ON CONFLICT DO NOTHING RETURNING 1"
+        ).format(dst=self._smp(table), cols=_columns(table.writable_columns),
+                 values=sql.SQL(", ").join(sql.SQL("{}.{}").format(alias, sql.Identifier(c))
+                                           for c in table.writable_columns),
+                 src=table.identifier, alias=alias, mine=mine, theirs=_columns([p for _, p in way]),
+                 psmp=self._smp(self.by_oid[partner_oid]), plain=_columns([c for c, _ in way]),
+                 pred=sql.SQL(" AND ({})").format(sql.SQL(focus.predicate)) if focus else sql.SQL(""),
+                 k=sql.Literal(k)), sampling=True)
+        return len(rows or ())
 
     def _visit_order(self) -> list[TableFacts]:
         def inward(t: TableFacts) -> int:
