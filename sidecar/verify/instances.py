@@ -223,19 +223,26 @@ class InstanceBuilder:
 
     def _pull_partners(self, table: TableFacts, partner_oid: int, way: list[tuple[str, str]], k: int,
                        focus: Focus | None) -> int:
-        """Insert up to k live rows of `table` whose `way` columns meet the partner's sample and that
-        the sample lacks (restricted to `focus`'s predicate when given); returns the rows added."""
+        """Insert up to k live rows of `table` whose `way` columns meet the partner's sample
+        (restricted to `focus`'s predicate when given); returns the rows added.
+
+        Unfocused, only partner keys the sample does not hold yet are pulled, so no sampled row is
+        doubled. Focused, on a table with a key, every partner key is eligible (the key keeps rows
+        single): a partner that already met one row still gets the rows the query's filter selects.
+        """
         alias = sql.Identifier(focus.alias if focus else "laser_t")
         mine = sql.SQL(", ").join(sql.SQL("{}.{}").format(alias, sql.Identifier(c)) for c, _ in way)
+        held = sql.SQL("" if focus and table.keys else " EXCEPT SELECT {plain} FROM {dst}").format(
+            plain=_columns([c for c, _ in way]), dst=self._smp(table))
         rows = self._try(sql.SQL(
             "INSERT INTO {dst} ({cols}) SELECT {values} FROM {src} AS {alias} WHERE ({mine}) IN"
-            " (SELECT {theirs} FROM {psmp} EXCEPT SELECT {plain} FROM {dst}){pred} LIMIT {k}"
+            " (SELECT {theirs} FROM {psmp}{held}){pred} LIMIT {k}"
             " ON CONFLICT DO NOTHING RETURNING 1"
-        ).format(dst=self._smp(table), cols=_columns(table.writable_columns),
+        ).format(dst=self._smp(table), cols=_columns(table.writable_columns), held=held,
                  values=sql.SQL(", ").join(sql.SQL("{}.{}").format(alias, sql.Identifier(c))
                                            for c in table.writable_columns),
                  src=table.identifier, alias=alias, mine=mine, theirs=_columns([p for _, p in way]),
-                 psmp=self._smp(self.by_oid[partner_oid]), plain=_columns([c for c, _ in way]),
+                 psmp=self._smp(self.by_oid[partner_oid]),
                  pred=sql.SQL(" AND ({})").format(sql.SQL(focus.predicate)) if focus else sql.SQL(""),
                  k=sql.Literal(k)), sampling=True)
         return len(rows or ())
