@@ -34,6 +34,13 @@ CASES = [
      "SELECT id FROM users WHERE id < 50 ORDER BY id DESC", OutcomeStatus.NOT_EQUIVALENT, "different order"),
     ("LIMIT is unverifiable", "SELECT id FROM users LIMIT 5", "SELECT id FROM users ORDER BY id LIMIT 5",
      OutcomeStatus.UNVERIFIABLE, "LIMIT"),
+    ("LIMIT over group keys in the ORDER BY is compared",
+     "SELECT country, count(*) AS n FROM users GROUP BY country ORDER BY n DESC, country LIMIT 3",
+     "SELECT country, count(*) AS n FROM users GROUP BY country ORDER BY count(*) DESC, 1 LIMIT 2",
+     OutcomeStatus.NOT_EQUIVALENT, "row counts differ"),
+    ("LIMIT not reached is compared", "SELECT id FROM users WHERE id < 5 ORDER BY email LIMIT 10",
+     "SELECT id FROM users WHERE id < 4 ORDER BY email LIMIT 10", OutcomeStatus.NOT_EQUIVALENT,
+     "row counts differ"),
     ("whitespace only", "SELECT id FROM users WHERE id < 10", "SELECT  id  FROM users WHERE id < 10",
      OutcomeStatus.TRIVIAL, "near-identical"),
 ]

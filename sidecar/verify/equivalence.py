@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pglast import ast
+from pglast.enums import SetOperation
+from pglast.stream import RawStream
 
 FLOAT_DIGITS = 10
 
@@ -30,6 +32,31 @@ class OrderSpec:
     ordered: bool = False
     keys: tuple[int, ...] | None = ()
     limited: bool = False
+    """The original has LIMIT or OFFSET."""
+    limit: int | None = None
+    """The constant LIMIT count (None: none, or not a constant)."""
+    offset: bool = False
+    """The original has an OFFSET."""
+    deterministic: bool = False
+    """The ORDER BY provably fixes which rows a LIMIT/OFFSET keeps: its keys cover every output
+    column (tied rows are identical), or every GROUP BY expression of a grouped query (no two output
+    rows tie)."""
+
+    def fixes_rows(self, original_rows: int) -> bool:
+        """Does the original's result say which rows it holds, although it is LIMITed?
+
+        Proven by the ORDER BY, or the LIMIT was not reached (no OFFSET): all rows came back.
+
+        >>> OrderSpec(True, (0,), limited=True, limit=100).fixes_rows(42)
+        True
+        >>> OrderSpec(True, (0,), limited=True, limit=100).fixes_rows(100)
+        False
+        >>> OrderSpec(True, (0,), limited=True, limit=100, offset=True).fixes_rows(42)
+        False
+        """
+        if not self.limited or self.deterministic:
+            return True
+        return not self.offset and self.limit is not None and original_rows < self.limit
 
 
 @dataclass(frozen=True)
@@ -46,34 +73,97 @@ def order_spec(stmt: ast.SelectStmt, column_names: Sequence[str]) -> OrderSpec:
     """Read ORDER BY / LIMIT / OFFSET of the top-level query.
 
     >>> import pglast
-    >>> order_spec(pglast.parse_sql("SELECT a, b FROM t ORDER BY 2, a")[0].stmt, ["a", "b"])
-    OrderSpec(ordered=True, keys=(1, 0), limited=False)
-    >>> order_spec(pglast.parse_sql("SELECT a FROM t ORDER BY a + 1 LIMIT 3")[0].stmt, ["a"])
-    OrderSpec(ordered=True, keys=None, limited=True)
+    >>> order_spec(pglast.parse_sql("SELECT a, b FROM t ORDER BY 2, a")[0].stmt, ["a", "b"]).keys
+    (1, 0)
+    >>> order_spec(pglast.parse_sql("SELECT a FROM t ORDER BY a + 1 LIMIT 3")[0].stmt, ["a"]).keys is None
+    True
+    >>> spec = order_spec(pglast.parse_sql(
+    ...     "SELECT s.st AS state, count(*) AS n FROM s GROUP BY s.st ORDER BY n, s.st LIMIT 100")[0].stmt,
+    ...     ["state", "n"])
+    >>> spec.keys, spec.limit, spec.deterministic
+    ((1, 0), 100, True)
+    >>> order_spec(pglast.parse_sql("SELECT a, b FROM t ORDER BY a LIMIT 5")[0].stmt, ["a", "b"]).deterministic
+    False
     """
     limited = stmt.limitCount is not None or stmt.limitOffset is not None
+    limit = None
+    if isinstance(stmt.limitCount, ast.A_Const) and isinstance(stmt.limitCount.val, ast.Integer):
+        limit = stmt.limitCount.val.ival
+    bounds = {"limited": limited, "limit": limit, "offset": stmt.limitOffset is not None}
     sort = stmt.sortClause or ()
     if not sort:
-        return OrderSpec(ordered=False, keys=(), limited=limited)
+        return OrderSpec(ordered=False, keys=(), **bounds)
     names = [n.lower() for n in column_names]
+    targets = _target_texts(stmt)
     keys: list[int] = []
+    exact = True
     for item in sort:
-        position = _output_position(item.node, names)
+        position, certain = _output_position(item.node, names, targets)
         if position is None:
-            return OrderSpec(ordered=True, keys=None, limited=limited)
+            return OrderSpec(ordered=True, keys=None, **bounds)
         keys.append(position)
-    return OrderSpec(ordered=True, keys=tuple(keys), limited=limited)
+        exact = exact and certain
+    deterministic = limited and exact and _rows_fixed_by(stmt, set(keys), targets, len(names))
+    return OrderSpec(ordered=True, keys=tuple(keys), deterministic=deterministic, **bounds)
 
 
-def _output_position(node: ast.Node, names: list[str]) -> int | None:
+def _text(node: ast.Node) -> str:
+    return RawStream()(node).lower()
+
+
+def _target_texts(stmt: ast.SelectStmt) -> list[str | None]:
+    """The deparsed expression of each output column of a plain SELECT (none for set operations)."""
+    if stmt.op not in (None, 0, SetOperation.SETOP_NONE) or not stmt.targetList:
+        return []
+    texts: list[str | None] = []
+    for target in stmt.targetList:
+        if isinstance(target.val, ast.ColumnRef) and isinstance(target.val.fields[-1], ast.A_Star):
+            return []  # a star expands to columns the statement does not name
+        texts.append(_text(target.val))
+    return texts
+
+
+def _output_position(node: ast.Node, names: list[str], targets: list[str | None]) -> tuple[int | None, bool]:
+    """The output column an ORDER BY item sorts by, and whether that is certain (by position, by
+    output name, or the very expression of an output column) rather than guessed from a qualified
+    column's last name."""
     if isinstance(node, ast.A_Const) and isinstance(node.val, ast.Integer):
         position = node.val.ival - 1
-        return position if 0 <= position < len(names) else None
+        return (position, True) if 0 <= position < len(names) else (None, False)
+    if isinstance(node, ast.ColumnRef) and isinstance(node.fields[-1], ast.String) and len(node.fields) == 1:
+        name = node.fields[-1].sval.lower()
+        if names.count(name) == 1:
+            return names.index(name), True
+    if len(targets) == len(names):
+        text = _text(node)
+        if text in targets:
+            return targets.index(text), True
     if isinstance(node, ast.ColumnRef) and isinstance(node.fields[-1], ast.String):
         name = node.fields[-1].sval.lower()
         if names.count(name) == 1:
-            return names.index(name)
-    return None
+            return names.index(name), False
+    return None, False
+
+
+def _rows_fixed_by(stmt: ast.SelectStmt, keys: set[int], targets: list[str | None], width: int) -> bool:
+    """Do the ORDER BY keys (output positions) leave no ties between different rows?"""
+    if keys >= set(range(width)):
+        return True  # rows tied on every column are identical
+    if not targets or not stmt.groupClause or stmt.distinctClause is not None:
+        return False
+    covered = {targets[k] for k in keys}
+    for group in stmt.groupClause:
+        if isinstance(group, ast.GroupingSet):
+            return False
+        if isinstance(group, ast.A_Const) and isinstance(group.val, ast.Integer):
+            position = group.val.ival - 1
+            if not (0 <= position < width and position in keys):
+                return False
+            continue
+        text = _text(group)
+        if text not in covered:
+            return False
+    return True
 
 
 def canonical_value(value: Any, digits: int = FLOAT_DIGITS) -> Any:
@@ -152,7 +242,7 @@ def compare_results(
     >>> compare_results([(1,)], [(1,)], OrderSpec(True, (0,), limited=True)).verifiable
     False
     """
-    if order.limited:
+    if not order.fixes_rows(len(original)):
         return Comparison(
             equal=False,
             verifiable=False,

@@ -91,6 +91,9 @@ def relations(statement: ast.Node) -> QueryRelations:
         link = _in_link(sublink)
         if link is not None:
             links.append(link)
+    through = _cte_lineage(statement, ctes, set(alias_targets))
+    if through:
+        links = [(through.get(a, a), through.get(b, b)) for a, b in links]
     selects = list(_nodes(statement, ast.SelectStmt))
     filters = [f for select in selects for f in _local_filters(select)]
     loose = [f for select in selects for f in _loose_filters(select)]
@@ -232,6 +235,41 @@ def bind(statement: ast.Node, values: dict[int, str | None]) -> str:
 
     _Bind()(tree)
     return str(stream.RawStream()(tree))
+
+
+def _cte_lineage(statement: ast.Node, ctes: set[str], table_aliases: set[str]) -> dict[ColumnMention, ColumnMention]:
+    """A CTE's output column that is a plain column of its (non-set-operation) body, as the column
+    it passes on: so `ctr.ctr_store_sk = s_store_sk` links `sr_store_sk` to `s_store_sk`.
+
+    Keyed by the mention through each alias of the CTE (and its bare name); aliases that also name a
+    table are left out.
+
+    >>> stmt = pglast.parse_sql("WITH c AS (SELECT sr_store_sk AS k, sum(x) AS v FROM sr GROUP BY 1) "
+    ...     "SELECT 1 FROM c c1, s WHERE c1.k = s.id")[0].stmt
+    >>> [(a.qualifier, a.column, b.qualifier, b.column) for a, b in relations(stmt).links]
+    [(None, 'sr_store_sk', 's', 'id')]
+    """
+    outputs: dict[str, dict[str, ColumnMention]] = {}
+    for cte in _nodes(statement, ast.CommonTableExpr):
+        body = cte.ctequery
+        if not isinstance(body, ast.SelectStmt) or not body.targetList or cte.aliascolnames:
+            continue
+        columns: dict[str, ColumnMention] = {}
+        for target in body.targetList:
+            mention = _column(target.val)
+            if mention is not None:
+                columns[target.name or mention.column] = mention
+        outputs[cte.ctename] = columns
+    through: dict[ColumnMention, ColumnMention] = {}
+    for node in _nodes(statement, ast.RangeVar):
+        if node.schemaname is not None or node.relname not in outputs:
+            continue
+        alias = node.alias.aliasname if node.alias is not None else node.relname
+        if alias in table_aliases:
+            continue
+        for name, source in outputs[node.relname].items():
+            through[ColumnMention(alias, name)] = source
+    return through
 
 
 def _cte_names(statement: ast.Node) -> set[str]:

@@ -232,6 +232,25 @@ class Verifier:
             _, explained = self.session.explain(candidate)
         return explained.error.message if explained.error is not None else None
 
+    def plan_cost(self, original: OriginalProfile, candidate: str) -> float | None:
+        """The planner's total cost estimate for a candidate (its generic plan when the original has
+        `$n`); None when the guard refuses it or PostgreSQL cannot plan it. A hint for ranking
+        candidates, never a verdict."""
+        try:
+            candidate_stmt = guard(candidate).stmt
+        except GuardError:
+            return None
+        used = relations.parameter_numbers(candidate_stmt)
+        if set(used) - set(original.parameters):
+            return None
+        if used or original.parameters:
+            plan, explained, _ = self.session.explain_generic(candidate)
+        else:
+            plan, explained = self.session.explain(candidate)
+        if explained.error is not None or plan is None:
+            return None
+        return plans.total_cost(plan)
+
     def verify(self, original: OriginalProfile, candidate: str) -> Outcome:
         """All checks for one candidate; never raises for a bad candidate."""
         evidence: dict[str, Any] = {}
