@@ -48,6 +48,9 @@ class SidecarConfig:
     demonstrations: int = 2
     """Retrieved demonstrations per model prompt (0: none)."""
     max_candidates: int = 4
+    search_budget_s: float = 5.0
+    """Rules backend: seconds its beam search over rule sequences may spend planning candidates
+    (EXPLAIN) before verification starts."""
     """Candidates verified per request."""
     statement_timeout_ms: int = 30_000
     """Cap on each execution of either query while verifying."""
@@ -91,8 +94,8 @@ class SidecarConfig:
             raise ValueError("temperature must be between 0 and 5")
         if not 0.0 <= self.dead_zone < 1.0:
             raise ValueError("dead_zone must be in [0, 1)")
-        if self.cache_ttl_s < 0 or self.grace_s < 0:
-            raise ValueError("cache_ttl_s and grace_s must not be negative")
+        if self.cache_ttl_s < 0 or self.grace_s < 0 or self.search_budget_s < 0:
+            raise ValueError("cache_ttl_s, grace_s and search_budget_s must not be negative")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> SidecarConfig:

@@ -18,7 +18,12 @@ from psycopg.conninfo import make_conninfo
 from sidecar import prompts
 from sidecar.backends import load_backend
 from sidecar.backends.base import Backend, Prompt
-from sidecar.catalog import Catalog, load_catalog, referenced_tables
+from sidecar.catalog import (
+    Catalog,
+    load_catalog,
+    load_scan_estimates,
+    referenced_tables,
+)
 from sidecar.config import SidecarConfig
 from sidecar.generation import Draft, GenerationReport, SelfCorrector
 from sidecar.retrieval import (
@@ -28,6 +33,7 @@ from sidecar.retrieval import (
     Retrieved,
     load_demonstrations,
 )
+from sidecar.rules.explicit_join_order import scan_probes
 from sidecar.verify import (
     GuardError,
     Outcome,
@@ -276,6 +282,9 @@ class RewritePipeline:
             original = originals[0]
             tables = referenced_tables(query)
             catalog = load_catalog(session.connection, tables)
+            with session.transaction():  # as the caller, read only; a failing probe is skipped
+                catalog = load_scan_estimates(session.connection, catalog, [])  # the planner's limits first
+                catalog = load_scan_estimates(session.connection, catalog, scan_probes(query, catalog))
             prepared_ms = (time.perf_counter() - started) * 1000.0
 
             limit = options.max_candidates or self.config.max_candidates
@@ -360,7 +369,12 @@ class RewritePipeline:
         """Verify the candidates of a backend that answers with SQL itself (the rules); returns the
         milliseconds spent generating them."""
         started = time.perf_counter()
-        completions = backend.generate([Prompt(query=query, catalog=catalog)], n=limit)[0]
+        deadline = time.monotonic() + self.config.search_budget_s
+        if options.deadline is not None:
+            deadline = min(deadline, options.deadline)
+        prompt = Prompt(query=query, catalog=catalog, cost=lambda sql: verifier.plan_cost(originals[0], sql),
+                        deadline=deadline)
+        completions = backend.generate([prompt], n=limit)[0]
         generation_ms = (time.perf_counter() - started) * 1000.0
         for completion in completions[:limit]:
             if self._past(options):

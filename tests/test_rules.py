@@ -20,6 +20,7 @@ from sidecar.backends.rules import RulesBackend
 from sidecar.catalog import Catalog, load_catalog, referenced_tables
 from sidecar.rules import RULES
 from sidecar.rules.runner import rewrite_candidates
+from sidecar.rules.search import SearchStats, beam_search
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "rules"
@@ -185,3 +186,60 @@ def test_date_cast_compared_with_a_parameter_becomes_a_range_equal_for_every_val
 def test_date_cast_of_a_text_column_compared_with_a_parameter_is_left_alone(demo_catalog: Catalog) -> None:
     tree = sqlglot.parse_one("SELECT count(*) FROM users WHERE email::date = $1", read="postgres")
     assert _rule("sargable_predicates")(tree, demo_catalog) is None
+
+
+def _planner_cost(conn: psycopg.Connection) -> Callable[[str], float | None]:
+    def cost(sql: str) -> float | None:
+        try:
+            with conn.transaction():
+                plan = conn.execute("EXPLAIN (FORMAT JSON) " + sql).fetchone()[0]  # type: ignore[index]
+        except psycopg.Error:
+            return None
+        return float(plan[0]["Plan"]["Total Cost"])
+    return cost
+
+
+SEQUENCE_QUERY = (
+    "SELECT o.id FROM orders AS o WHERE o.created_at::date = DATE '2024-03-01' "
+    "AND o.amount > (SELECT avg(x.amount) FROM orders AS x WHERE x.user_id = o.user_id)"
+)
+
+
+def test_beam_search_explores_rule_sequences_cheapest_first(demo_catalog: Catalog,
+                                                           demo_conn: psycopg.Connection) -> None:
+    cost = _planner_cost(demo_conn)
+    stats = SearchStats()
+    found = beam_search(SEQUENCE_QUERY, demo_catalog, cost, stats=stats)
+    singles = {c.rules[0] for c in found if len(c.rules) == 1}
+    assert {"decorrelate_scalar_aggregates", "sargable_predicates"} <= singles
+    deeper = [c for c in found if len(c.rules) > 1]
+    assert deeper, "no rule sequence survived"
+    assert [c.cost for c in found] == sorted(c.cost for c in found)
+    by_rules = {c.rules: c for c in found}
+    for candidate in deeper:
+        # a step is kept only when the planner estimates it cheaper than its parent
+        assert candidate.cost < by_rules[candidate.rules[:-1]].cost
+        assert len(set(candidate.rules)) == len(candidate.rules)
+    assert stats.planned >= len(found) and stats.elapsed_s > 0
+    original = _rows(demo_conn, SEQUENCE_QUERY)
+    for candidate in found:
+        assert _rows(demo_conn, candidate.sql) == original, candidate.rules
+
+
+def test_beam_search_keeps_to_its_deadline_and_drops_unplannable(demo_catalog: Catalog,
+                                                                 demo_conn: psycopg.Connection) -> None:
+    stats = SearchStats()
+    assert beam_search(SEQUENCE_QUERY, demo_catalog, _planner_cost(demo_conn), deadline=0.0, stats=stats) == []
+    assert stats.out_of_time
+    stats = SearchStats()
+    assert beam_search(SEQUENCE_QUERY, demo_catalog, lambda sql: None, stats=stats) == []
+    assert stats.unplannable == stats.planned > 0
+
+
+def test_rules_backend_searches_when_the_planner_is_at_hand(demo_catalog: Catalog,
+                                                           demo_conn: psycopg.Connection) -> None:
+    backend = RulesBackend()
+    plain = backend.generate([Prompt(SEQUENCE_QUERY, demo_catalog)], n=20)[0]
+    searched = backend.generate([Prompt(SEQUENCE_QUERY, demo_catalog, cost=_planner_cost(demo_conn))], n=20)[0]
+    assert {c.text for c in plain} & {c.text for c in searched}
+    assert any("+" in c.source for c in searched)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,6 +27,11 @@ class Prompt:
     messages: tuple[Message, ...] = ()
     """The rendered model prompt as chat turns (sidecar.prompts); backends without a model ignore it.
     A backend applies its tokenizer's chat template, or :func:`plain_text` where there is none."""
+    cost: Callable[[str], float | None] | None = field(default=None, compare=False, repr=False)
+    """The planner's cost estimate of a SQL text (None: it cannot be planned), for backends that
+    search (the rules backend's beam search); None where no database is at hand."""
+    deadline: float | None = field(default=None, compare=False)
+    """``time.monotonic()`` by which a searching backend stops exploring."""
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sidecar.backends.base import Completion, ModelInfo, Prompt
-from sidecar.rules.runner import rewrite_candidates
+from sidecar.rules.runner import RuleCandidate, rewrite_candidates
+from sidecar.rules.search import SearchCandidate, beam_search
 
 
 class RulesBackend:
@@ -38,10 +39,18 @@ class RulesBackend:
         return [
             [
                 Completion(text=candidate.sql, source="rules:" + "+".join(candidate.rules))
-                for candidate in rewrite_candidates(prompt.query, prompt.catalog)[: max(n, 0)]
+                for candidate in self._candidates(prompt)[: max(n, 0)]
             ]
             for prompt in prompts
         ]
+
+    @staticmethod
+    def _candidates(prompt: Prompt) -> Sequence[RuleCandidate | SearchCandidate]:
+        """With the planner at hand: the beam search over rule sequences, cheapest estimate first.
+        Without: each rule alone, then all fired rules composed."""
+        if prompt.cost is not None:
+            return beam_search(prompt.query, prompt.catalog, prompt.cost, deadline=prompt.deadline)
+        return rewrite_candidates(prompt.query, prompt.catalog)
 
     def info(self) -> ModelInfo:
         from sidecar.rules import RULES

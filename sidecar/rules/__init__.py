@@ -14,9 +14,12 @@ from sqlglot import exp
 from sidecar.catalog import Catalog
 from sidecar.rules.decorrelate_scalar_aggregates import decorrelate_scalar_aggregates
 from sidecar.rules.distinct_join_to_exists import distinct_join_to_exists
+from sidecar.rules.explicit_join_order import explicit_join_order
 from sidecar.rules.extract_common_subexpressions import extract_common_subexpressions
+from sidecar.rules.merge_scalar_aggregates import merge_scalar_aggregates
 from sidecar.rules.not_in_to_not_exists import not_in_to_not_exists
 from sidecar.rules.or_to_union_all import or_to_union_all
+from sidecar.rules.preaggregate_before_join import preaggregate_before_join
 from sidecar.rules.sargable_predicates import sargable_predicates
 from sidecar.rules.window_to_group_by import window_to_group_by
 
@@ -29,7 +32,10 @@ RULES: tuple[Rule, ...] = (
     not_in_to_not_exists,
     window_to_group_by,
     extract_common_subexpressions,
+    merge_scalar_aggregates,
+    preaggregate_before_join,
     or_to_union_all,
+    explicit_join_order,
 )
 
 __all__ = ["RULES", "Rule"]

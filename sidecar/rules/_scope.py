@@ -40,6 +40,37 @@ def catalog_table(node: exp.Table, catalog: Catalog) -> Table | None:
     return catalog.table(name)
 
 
+def cte_columns(node: exp.Table) -> Table | None:
+    """The CTE an unqualified FROM item names, as a column list (types unknown, all nullable), when
+    it is in scope, not recursive, and every output column has a name; else None."""
+    if node.args.get("db") or node.args.get("catalog") or not node.name:
+        return None
+    name = node.name.lower()
+    scope: exp.Expression | None = node
+    while scope is not None:
+        with_ = scope.args.get("with_") if isinstance(scope, exp.Query) else None
+        if isinstance(with_, exp.With):
+            for cte in with_.expressions:
+                if cte.alias_or_name.lower() != name:
+                    continue
+                if with_.args.get("recursive"):
+                    return None
+                body = cte.this
+                while isinstance(body, exp.SetOperation):
+                    body = body.this
+                if not isinstance(body, exp.Select):
+                    return None
+                names = [projection.alias_or_name.lower() for projection in body.expressions]
+                aliased = cte.args.get("alias")
+                if aliased is not None and aliased.columns:
+                    names = [column.name.lower() for column in aliased.columns]
+                if not names or any(not n or n == "*" for n in names) or len(set(names)) != len(names):
+                    return None
+                return Table("", name, tuple(Column(n, "", True) for n in names))
+        scope = scope.parent
+    return None
+
+
 def resolve_column(
     column: exp.Column, select: exp.Select, catalog: Catalog
 ) -> tuple[str, Table, Column] | None:

@@ -5,11 +5,14 @@ by the correlation key once and LEFT JOINing the result turns N index probes int
 
 Constraints relied on:
 
-- The subquery is ``SELECT <aggregate expression> FROM <one base table> WHERE <conjuncts>`` with
-  no GROUP BY, HAVING, DISTINCT, ORDER BY, LIMIT or nested subquery, in the WHERE of the outer
+- The subquery is ``SELECT <aggregate expression> FROM <one base table or CTE> WHERE <conjuncts>``
+  with no GROUP BY, HAVING, DISTINCT, ORDER BY, LIMIT or nested subquery, in the WHERE of the outer
   query, or in its SELECT list when the outer query has no GROUP BY, HAVING or aggregates.
 - Correlation only through equalities ``inner_column = outer_column``; the other conjuncts
-  reference the inner table alone (unqualified names must resolve to it in the catalog).
+  reference the inner table alone (unqualified names must resolve to it in the catalog, or to the
+  CTE's named output columns; a CTE whose outputs are not all named, or a recursive one, is
+  refused). The derived table reads the CTE by name, inside the CTE's scope (TPC-DS Q1, Q30, Q81:
+  ``avg`` over the same CTE per store or state).
 - The derived table is grouped by exactly the correlation columns, so the LEFT JOIN matches at
   most one row and never duplicates or drops outer rows; a NULL key matches nothing, like the
   subquery's ``inner = NULL``.
@@ -38,7 +41,15 @@ from dataclasses import dataclass, field
 from sqlglot import exp
 
 from sidecar.catalog import Catalog
-from sidecar.rules._scope import and_all, catalog_table, conjuncts, resolve_column, rewrite_each_select, source_names
+from sidecar.rules._scope import (
+    and_all,
+    catalog_table,
+    conjuncts,
+    cte_columns,
+    resolve_column,
+    rewrite_each_select,
+    source_names,
+)
 
 _AGGREGATES = (exp.Sum, exp.Avg, exp.Min, exp.Max)
 # Nodes through which a NULL aggregate result stays NULL (so a missing LEFT JOIN row is harmless).
@@ -136,7 +147,9 @@ def _match(subquery: exp.Subquery, outer: exp.Select, catalog: Catalog) -> _Matc
         return None
     table_node = from_.this
     inner_alias = table_node.alias_or_name.lower()
-    table = catalog_table(table_node, catalog)
+    table = cte_columns(table_node)  # a CTE of the statement shadows a table of the same name
+    if table is None:
+        table = catalog_table(table_node, catalog)
     if table is None:
         return None
     if next(inner.find_all(exp.Subquery, exp.Exists), None) is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import sqlglot
@@ -10,8 +9,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from sidecar.catalog import Catalog
-
-logger = logging.getLogger(__name__)
+from sidecar.rules.search import apply_rule, render
 
 
 @dataclass(frozen=True)
@@ -40,7 +38,7 @@ def rewrite_candidates(sql: str, catalog: Catalog) -> list[RuleCandidate]:
         return []
     if tree is None:
         return []
-    original = _render(tree)
+    original = render(tree)
 
     candidates: list[RuleCandidate] = []
     seen = {original}
@@ -48,11 +46,11 @@ def rewrite_candidates(sql: str, catalog: Catalog) -> list[RuleCandidate]:
     composed = tree
     composed_names: list[str] = []
     for rule in RULES:
-        alone = _apply(rule, tree, catalog)
+        alone = apply_rule(rule, tree, catalog)
         if alone is not None:
             fired.append(rule.__name__)
             _add(candidates, seen, alone, (rule.__name__,))
-        stacked = _apply(rule, composed, catalog)
+        stacked = apply_rule(rule, composed, catalog)
         if stacked is not None:
             composed = stacked
             composed_names.append(rule.__name__)
@@ -61,24 +59,11 @@ def rewrite_candidates(sql: str, catalog: Catalog) -> list[RuleCandidate]:
     return candidates
 
 
-def _apply(rule: object, tree: exp.Expression, catalog: Catalog) -> exp.Expression | None:
-    # A rule that trips over an unforeseen AST shape must cost one candidate, not the request.
-    try:
-        return rule(tree, catalog)  # type: ignore[operator, no-any-return]
-    except Exception:  # noqa: BLE001
-        logger.debug("rule %s failed", getattr(rule, "__name__", rule), exc_info=True)
-        return None
-
-
-def _render(tree: exp.Expression) -> str:
-    return tree.sql(dialect="postgres", comments=False)
-
-
 def _add(
     candidates: list[RuleCandidate], seen: set[str], tree: exp.Expression, rules: tuple[str, ...]
 ) -> None:
     try:
-        text = _render(tree)
+        text = render(tree)
     except SqlglotError:
         return
     if text not in seen:
