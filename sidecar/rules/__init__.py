@@ -20,6 +20,7 @@ from sidecar.rules.merge_scalar_aggregates import merge_scalar_aggregates
 from sidecar.rules.not_in_to_not_exists import not_in_to_not_exists
 from sidecar.rules.or_to_union_all import or_to_union_all
 from sidecar.rules.preaggregate_before_join import preaggregate_before_join
+from sidecar.rules.push_predicates_into_ctes import push_predicates_into_ctes
 from sidecar.rules.sargable_predicates import sargable_predicates
 from sidecar.rules.window_to_group_by import window_to_group_by
 
@@ -32,6 +33,7 @@ RULES: tuple[Rule, ...] = (
     not_in_to_not_exists,
     window_to_group_by,
     extract_common_subexpressions,
+    push_predicates_into_ctes,
     merge_scalar_aggregates,
     preaggregate_before_join,
     or_to_union_all,
