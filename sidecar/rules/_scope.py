@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import sqlglot
 from sqlglot import exp
+from sqlglot.errors import SqlglotError
 
 from sidecar.catalog import Catalog, Column, Table
+
+
+def parse(sql: str) -> exp.Expression | None:
+    """One PostgreSQL statement as a sqlglot tree; None when sqlglot cannot parse it."""
+    try:
+        return sqlglot.parse_one(sql, read="postgres")
+    except SqlglotError:
+        return None
 
 
 def base_sources(select: exp.Select) -> dict[str, exp.Table]:
@@ -96,6 +106,16 @@ def resolve_column(
         if col is not None:
             found.append((alias, table, col))
     return found[0] if len(found) == 1 else None
+
+
+def inside(node: exp.Expression, ancestor: exp.Expression) -> bool:
+    """Is ``ancestor`` a proper ancestor of ``node``?"""
+    parent = node.parent
+    while parent is not None:
+        if parent is ancestor:
+            return True
+        parent = parent.parent
+    return False
 
 
 def conjuncts(condition: exp.Expression | None) -> list[exp.Expression]:

@@ -66,12 +66,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import sqlglot
 from sqlglot import exp
-from sqlglot.errors import SqlglotError
 
 from sidecar.catalog import Catalog, Table
-from sidecar.rules._scope import and_all, catalog_table, conjuncts
+from sidecar.rules._scope import and_all, catalog_table, conjuncts, parse
 
 _JOIN_ARGS = frozenset({"this", "on", "kind", "side"})
 _TABLE_ARGS = frozenset({"this", "db", "alias"})
@@ -137,10 +135,7 @@ def scan_probes(sql: str, catalog: Catalog) -> list[str]:
     >>> scan_probes("not sql (", Catalog())
     []
     """
-    try:
-        tree = sqlglot.parse_one(sql, read="postgres")
-    except SqlglotError:
-        return []
+    tree = parse(sql)
     if tree is None:
         return []
     probes: dict[str, None] = {}

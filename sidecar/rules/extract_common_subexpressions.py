@@ -26,6 +26,7 @@ from __future__ import annotations
 from sqlglot import exp
 
 from sidecar.catalog import Catalog
+from sidecar.rules._scope import inside
 
 _VOLATILE = frozenset({"random", "nextval", "setval", "clock_timestamp", "timeofday", "gen_random_uuid",
                        "uuid_generate_v4", "txid_current", "pg_sleep"})
@@ -46,7 +47,7 @@ def extract_common_subexpressions(expression: exp.Expression, catalog: Catalog) 
         body = subquery.this
         if not isinstance(body, (exp.Select, exp.SetOperation)) or not _self_contained(body):
             continue
-        if any(_inside(subquery, cte) for cte in existing_ctes):
+        if any(inside(subquery, cte) for cte in existing_ctes):
             continue
         occurrences.setdefault(body.sql(dialect="postgres"), []).append(subquery)
 
@@ -58,7 +59,7 @@ def extract_common_subexpressions(expression: exp.Expression, catalog: Catalog) 
     extracted: list[exp.Subquery] = []
     ctes: list[exp.CTE] = []
     for _, nodes in repeated:
-        nodes = [n for n in nodes if not any(_inside(n, outer) for outer in extracted)]
+        nodes = [n for n in nodes if not any(inside(n, outer) for outer in extracted)]
         if len(nodes) < 2:
             continue
         name = _fresh(taken)
@@ -92,14 +93,6 @@ def _self_contained(body: exp.Expression) -> bool:
             return False
     return True
 
-
-def _inside(node: exp.Expression, ancestor: exp.Expression) -> bool:
-    parent = node.parent
-    while parent is not None:
-        if parent is ancestor:
-            return True
-        parent = parent.parent
-    return False
 
 
 def _fresh(taken: set[str]) -> str:

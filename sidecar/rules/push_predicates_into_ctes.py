@@ -108,6 +108,7 @@ from sidecar.rules._scope import (
     base_sources,
     catalog_table,
     conjuncts,
+    inside,
     resolve_column,
 )
 
@@ -249,19 +250,10 @@ def _references(with_: exp.With, index: int, tree: exp.Expression, key: str) -> 
             continue
         if table.args.get("db") or table.args.get("catalog"):
             return None
-        if not _inside(table, owner) or any(_inside(table, body) for body in hidden):
+        if not inside(table, owner) or any(inside(table, body) for body in hidden):
             return None
         references.append(table)
     return references
-
-
-def _inside(node: exp.Expression, ancestor: exp.Expression) -> bool:
-    parent = node.parent
-    while parent is not None:
-        if parent is ancestor:
-            return True
-        parent = parent.parent
-    return False
 
 
 def _output_columns(cte: exp.CTE) -> list[str | None] | None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from sidecar.catalog import Catalog
+from sidecar.rules._scope import parse
 from sidecar.rules.search import apply_rule, render
 
 
@@ -32,10 +32,7 @@ def rewrite_candidates(sql: str, catalog: Catalog) -> list[RuleCandidate]:
     """
     from sidecar.rules import RULES
 
-    try:
-        tree = sqlglot.parse_one(sql, read="postgres")
-    except SqlglotError:
-        return []
+    tree = parse(sql)
     if tree is None:
         return []
     original = render(tree)

@@ -30,11 +30,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from sidecar.catalog import Catalog
+from sidecar.rules._scope import parse
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +70,7 @@ def beam_search(sql: str, catalog: Catalog, cost: Cost, *, rules: Sequence[RuleF
         rules = RULES
     stats = stats if stats is not None else SearchStats()
     started = time.monotonic()
-    try:
-        tree = sqlglot.parse_one(sql, read="postgres")
-    except SqlglotError:
-        return []
+    tree = parse(sql)
     if tree is None:
         return []
     seen = {render(tree)}
