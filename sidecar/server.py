@@ -197,6 +197,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--act-as", choices=["login", "set_role"],
                         help="take the caller's identity by logging in as it (default) or by SET ROLE")
     parser.add_argument("--max-candidates", type=int)
+    parser.add_argument("--search-budget-s", type=float,
+                        help="rules backend: seconds its beam search over rule sequences may plan (default 5)")
     parser.add_argument("--statement-timeout-ms", type=int)
     parser.add_argument("--timed-runs", type=int)
     parser.add_argument("--log-level", default="INFO")
@@ -209,7 +211,7 @@ def config_from_args(args: argparse.Namespace) -> SidecarConfig:
         model_dir=getattr(args, "model_dir", None), device=getattr(args, "device", None),
         temperature=getattr(args, "temperature", None), max_new_tokens=getattr(args, "max_new_tokens", None),
         repair_rounds=getattr(args, "repair_rounds", None), demonstrations=getattr(args, "demonstrations", None),
-        with_rules=getattr(args, "with_rules", None),
+        with_rules=getattr(args, "with_rules", None), search_budget_s=getattr(args, "search_budget_s", None),
     )
 
 

@@ -89,10 +89,24 @@ def test_graceful_shutdown_on_sigterm(cluster) -> None:
     ({"backend": "vllm", "model_dir": "/m", "repair_rounds": -1}, "repair_rounds must not be negative"),
     ({"temperature": -0.5}, "temperature"),
     ({"max_new_tokens": 0}, "max_new_tokens must be positive"),
+    ({"search_budget_s": -1}, "search_budget_s must not be negative"),
 ])
 def test_config_is_validated(overrides: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SidecarConfig(**overrides)
+
+
+def test_search_budget_from_the_command_line_and_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from sidecar.server import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert config_from_args(parser.parse_args([])).search_budget_s == SidecarConfig().search_budget_s
+    assert config_from_args(parser.parse_args(["--search-budget-s", "0.5"])).search_budget_s == 0.5
+    monkeypatch.setenv("LASER_SIDECAR_SEARCH_BUDGET_S", "2.5")
+    assert config_from_args(parser.parse_args([])).search_budget_s == 2.5
 
 
 def test_boolean_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
