@@ -239,15 +239,26 @@ def compare_results(
     True
     >>> compare_results([(1,), (2,)], [(2,), (1,)], OrderSpec(True, (0,))).reason
     'rows come in a different order than the original ORDER BY fixes'
-    >>> compare_results([(1,)], [(1,)], OrderSpec(True, (0,), limited=True)).verifiable
+    >>> compare_results([(1,)], [(1,)], OrderSpec(True, (0,), limited=True)).equal
+    True
+    >>> compare_results([(1,)], [(2,)], OrderSpec(True, (0,), limited=True)).verifiable
     False
     """
-    if not order.fixes_rows(len(original)):
-        return Comparison(
-            equal=False,
-            verifiable=False,
-            reason="the original has LIMIT/OFFSET; which rows it returns is not proven unique",
-        )
+    comparison = _compare(original, candidate, order, digits)
+    if order.fixes_rows(len(original)):
+        return comparison
+    if comparison.equal:
+        return Comparison(True, reason="equal (the original's LIMIT may cut between tied rows; these agree)")
+    return Comparison(
+        equal=False,
+        verifiable=False,
+        reason="the original has LIMIT/OFFSET, the rows it keeps are not proven unique, and the results differ",
+        examples=comparison.examples,
+    )
+
+
+def _compare(original: Sequence[Sequence[Any]], candidate: Sequence[Sequence[Any]], order: OrderSpec,
+             digits: int) -> Comparison:
     left = [canonical_row(r, digits) for r in original]
     right = [canonical_row(r, digits) for r in candidate]
     if len(left) != len(right):
