@@ -82,7 +82,8 @@ class Attempt:
     source: str
     outcome: Outcome
     generation: dict[str, Any] | None = None
-    """For a model's candidate: its draft (kind, round, parent, tokens, what was wrong with it)."""
+    """For a model's candidate: its draft (kind, round, parent, tokens, what was wrong with it); for
+    a rules candidate: its rule sequence and the planner's estimate that ranked it."""
 
     def to_json(self) -> dict[str, Any]:
         out = {"source": self.source, "sql": self.sql, **self.outcome.to_json()}
@@ -118,6 +119,8 @@ class RewriteResult:
     """For a model backend: drafts, repair rounds, tokens, tokens/s, generation vs check time."""
     demonstrations: list[dict[str, Any]] = field(default_factory=list)
     """The retrieved demonstrations shown to the model, with their similarity scores."""
+    search: dict[str, Any] | None = None
+    """What the rules' search did: candidates found, planned, pruned, milliseconds, cut short."""
 
     def evidence(self) -> dict[str, Any]:
         """Everything behind the answer, as one JSON-ready document."""
@@ -154,6 +157,7 @@ class RewriteResult:
             "verification_ms": round(self.verification_ms, 3),
             "generation": self.generation,
             "demonstrations": self.demonstrations,
+            "search": self.search,
             "verified_as": self.verified_as,
             "measured_at": self.measured_at,
             "cached": self.cached,
@@ -294,13 +298,14 @@ class RewritePipeline:
             shown: list[Retrieved] = []
             started = time.perf_counter()
             generation_ms = 0.0
+            search: dict[str, Any] | None = None
             if not self.uses_model:
-                generation_ms = self._listed_attempts(self.backend, verifier, originals, query, catalog, limit,
-                                                      options, attempts, seen)
+                generation_ms, search = self._listed_attempts(self.backend, verifier, originals, query, catalog,
+                                                              limit, options, attempts, seen)
             else:
                 if self.rules is not None:
-                    generation_ms = self._listed_attempts(self.rules, verifier, originals, query, catalog, limit,
-                                                          options, attempts, seen)
+                    generation_ms, search = self._listed_attempts(self.rules, verifier, originals, query, catalog,
+                                                                  limit, options, attempts, seen)
                 shown = self._retrieve(session, database, query)
                 report = self._model_attempts(self.backend, verifier, originals, query, catalog, shown, limit,
                                               options, attempts, seen)
@@ -324,6 +329,7 @@ class RewritePipeline:
             model=getattr(self.backend, "model", ""),
             backend_version=getattr(self.backend, "version", ""),
             generation=report.summary() if report is not None else None,
+            search=search or None,
             demonstrations=[{"original_sql": r.demonstration.original_sql, "speedup": r.demonstration.speedup,
                              "origin": r.demonstration.origin, "score": round(r.score, 4),
                              "structural": round(r.structural, 4), "cosine": None if r.cosine is None else round(r.cosine, 4)} for r in shown],
@@ -369,15 +375,15 @@ class RewritePipeline:
 
     def _listed_attempts(self, backend: Backend, verifier: Verifier, originals: list[OriginalProfile], query: str,
                          catalog: Catalog, limit: int, options: RequestOptions, attempts: list[Attempt],
-                         seen: set[str]) -> float:
+                         seen: set[str]) -> tuple[float, dict[str, Any]]:
         """Verify the candidates of a backend that answers with SQL itself (the rules); returns the
-        milliseconds spent generating them."""
+        milliseconds spent generating them and what the backend reported of its search."""
         started = time.perf_counter()
         deadline = time.monotonic() + self.config.search_budget_s
         if options.deadline is not None:
             deadline = min(deadline, options.deadline)
         prompt = Prompt(query=query, catalog=catalog, cost=lambda sql: verifier.plan_cost(originals[0], sql),
-                        deadline=deadline)
+                        deadline=deadline, search={})
         completions = backend.generate([prompt], n=limit)[0]
         generation_ms = (time.perf_counter() - started) * 1000.0
         for completion in completions[:limit]:
@@ -386,8 +392,9 @@ class RewritePipeline:
             if completion.text not in seen:
                 seen.add(completion.text)
                 attempts.append(Attempt(completion.text, completion.source,
-                                        verifier.verify_sets(originals, completion.text)))
-        return generation_ms
+                                        verifier.verify_sets(originals, completion.text),
+                                        generation=dict(completion.details) or None))
+        return generation_ms, prompt.search or {}
 
     def _model_attempts(self, backend: Backend, verifier: Verifier, originals: list[OriginalProfile], query: str,
                         catalog: Catalog, shown: list[Retrieved], limit: int, options: RequestOptions,

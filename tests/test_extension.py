@@ -67,6 +67,11 @@ def test_rewrite_and_evidence_agree(demo_dsn: str) -> None:
     assert evidence["original_sql"] == query
     assert set(evidence) >= {"status", "speedup", "original_ms", "rewrite_ms", "latencies_ms",
                              "equivalence", "plan", "attempts", "verified", "measured_at"}
+    # the rules' beam search says what it explored, and each attempt which rule sequence made it
+    assert evidence["search"]["kind"] == "beam"
+    assert evidence["search"]["planned"] >= evidence["search"]["candidates"] >= len(evidence["attempts"]) >= 1
+    assert evidence["attempts"][0]["generation"]["rules"] == ["sargable_predicates"]
+    assert evidence["attempts"][0]["generation"]["estimated_cost"] > 0
     if evidence["verified"]:
         assert rewritten == evidence["rewritten_sql"] != query
         assert evidence["speedup"] >= 1.1

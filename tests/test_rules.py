@@ -240,6 +240,15 @@ def test_rules_backend_searches_when_the_planner_is_at_hand(demo_catalog: Catalo
                                                            demo_conn: psycopg.Connection) -> None:
     backend = RulesBackend()
     plain = backend.generate([Prompt(SEQUENCE_QUERY, demo_catalog)], n=20)[0]
-    searched = backend.generate([Prompt(SEQUENCE_QUERY, demo_catalog, cost=_planner_cost(demo_conn))], n=20)[0]
+    report: dict = {}
+    searched = backend.generate([Prompt(SEQUENCE_QUERY, demo_catalog, cost=_planner_cost(demo_conn),
+                                        search=report)], n=20)[0]
     assert {c.text for c in plain} & {c.text for c in searched}
     assert any("+" in c.source for c in searched)
+    assert report["kind"] == "beam" and report["candidates"] >= len(searched)
+    assert report["planned"] >= report["candidates"] and not report["out_of_time"]
+    for completion in searched:
+        assert completion.source == "rules:" + "+".join(completion.details["rules"])
+        assert completion.details["estimated_cost"] > 0
+    assert [c.details["estimated_cost"] for c in searched] == sorted(c.details["estimated_cost"] for c in searched)
+    assert all("estimated_cost" not in c.details for c in plain)

@@ -32,6 +32,9 @@ class Prompt:
     search (the rules backend's beam search); None where no database is at hand."""
     deadline: float | None = field(default=None, compare=False)
     """``time.monotonic()`` by which a searching backend stops exploring."""
+    search: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    """Where a searching backend reports what its search did (candidates planned and pruned,
+    seconds, whether the deadline cut it short), for the evidence; None: nobody asks."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,9 @@ class Completion:
     """Who produced it, e.g. ``rules:sargable_predicates`` or ``transformers:<model dir name>``."""
     tokens: int = 0
     """Tokens generated for this completion (0 for backends without a model)."""
+    details: dict[str, Any] = field(default_factory=dict, compare=False)
+    """How it was found, for the evidence: for the rules backend, the rule sequence and the
+    planner's estimate that ranked it."""
 
 
 @dataclass(frozen=True)
