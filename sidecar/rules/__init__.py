@@ -14,6 +14,7 @@ from sqlglot import exp
 from sidecar.catalog import Catalog
 from sidecar.rules.decorrelate_scalar_aggregates import decorrelate_scalar_aggregates
 from sidecar.rules.distinct_join_to_exists import distinct_join_to_exists
+from sidecar.rules.exists_to_lateral_probe import exists_to_lateral_probe
 from sidecar.rules.explicit_join_order import explicit_join_order
 from sidecar.rules.extract_common_subexpressions import extract_common_subexpressions
 from sidecar.rules.merge_scalar_aggregates import merge_scalar_aggregates
@@ -30,6 +31,7 @@ RULES: tuple[Rule, ...] = (
     sargable_predicates,
     decorrelate_scalar_aggregates,
     distinct_join_to_exists,
+    exists_to_lateral_probe,
     not_in_to_not_exists,
     window_to_group_by,
     extract_common_subexpressions,
