@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import sqlglot
@@ -106,6 +107,15 @@ def resolve_column(
         if col is not None:
             found.append((alias, table, col))
     return found[0] if len(found) == 1 else None
+
+
+def fresh_name(base: str, taken: set[str], *, bare: bool = False) -> str:
+    """The first of ``base`` (only when ``bare``), ``base_1`` (``base_2`` when ``bare``), ``base_2``,
+    ... that is not in ``taken``; it is added to ``taken``."""
+    numbered = (f"{base}_{index}" for index in itertools.count(2 if bare else 1))
+    name = next(n for n in itertools.chain([base] if bare else [], numbered) if n not in taken)
+    taken.add(name)
+    return name
 
 
 def inside(node: exp.Expression, ancestor: exp.Expression) -> bool:

@@ -46,6 +46,7 @@ from sidecar.rules._scope import (
     catalog_table,
     conjuncts,
     cte_columns,
+    fresh_name,
     resolve_column,
     rewrite_each_select,
     source_names,
@@ -120,7 +121,7 @@ def _decorrelate(outer: exp.Select, catalog: Catalog) -> bool:
         key = (_table_key(match.table), match.correlation)
         group = groups.get(key)
         if group is None:
-            alias = _fresh("agg", taken)
+            alias = fresh_name("agg", taken)
             group = groups[key] = _Group(alias, match.table, match.correlation, match.outer)
         group.matches.append(match)
 
@@ -220,14 +221,6 @@ def _null_propagating_aggregate(value: exp.Expression) -> bool:
 
 def _table_key(table: exp.Table) -> str:
     return ".".join(part.name.lower() for part in table.parts)
-
-
-def _fresh(prefix: str, taken: set[str]) -> str:
-    index = 1
-    while f"{prefix}_{index}" in taken:
-        index += 1
-    taken.add(f"{prefix}_{index}")
-    return f"{prefix}_{index}"
 
 
 def _requalify(node: exp.Expression, old: str, new: str) -> exp.Expression:

@@ -18,8 +18,9 @@ Constraints relied on (each checked; a failing EXISTS is left alone, and the rul
 none was rewritten):
 
 - The EXISTS is a top-level conjunct of a SELECT's WHERE (not under OR or NOT; NOT EXISTS is an
-  anti-join PostgreSQL already probes well), at any depth of the statement. That SELECT has a FROM
-  and no bare ``*`` in its select list (the probe's column would become an output column).
+  anti-join PostgreSQL already probes well), at any depth of the statement. That SELECT has a FROM,
+  no locking clause, and no bare ``*`` in its select list (the probe's column would become an
+  output column).
 - The subquery is one plain SELECT over exactly one base table that is in the catalog (not a CTE of
   the same name): no joins, set operations, WITH, GROUP BY, HAVING, aggregates or window functions
   of its own, no LIMIT/OFFSET/FETCH, DISTINCT or locking clause. Its select list is replaced by 1.
@@ -43,7 +44,7 @@ from __future__ import annotations
 from sqlglot import exp
 
 from sidecar.catalog import Catalog, Table
-from sidecar.rules._scope import and_all, catalog_table, conjuncts
+from sidecar.rules._scope import and_all, catalog_table, conjuncts, fresh_name
 
 _SUBQUERY_ALLOWED = frozenset({"expressions", "from_", "where"})
 _ALIAS = "exists_probe"
@@ -61,7 +62,7 @@ def exists_to_lateral_probe(expression: exp.Expression, catalog: Catalog) -> exp
 
 def _rewrite(select: exp.Select, catalog: Catalog, cte_names: set[str], used: set[str]) -> bool:
     where = select.args.get("where")
-    if where is None or select.args.get("from_") is None:
+    if where is None or select.args.get("from_") is None or select.args.get("locks"):
         return False
     if any(isinstance(item, exp.Star) or (isinstance(item, exp.Column) and isinstance(item.this, exp.Star)
                                           and not item.table) for item in select.expressions):
@@ -79,7 +80,7 @@ def _rewrite(select: exp.Select, catalog: Catalog, cte_names: set[str], used: se
     for sub in probes:
         sub.set("expressions", [exp.Literal.number(1)])
         sub.set("limit", exp.Limit(expression=exp.Literal.number(1)))
-        alias = _fresh(used)
+        alias = fresh_name(_ALIAS, used, bare=True)
         lateral = exp.Lateral(this=exp.Subquery(this=sub), alias=exp.TableAlias(this=exp.to_identifier(alias)))
         select.append("joins", exp.Join(this=lateral))
     remaining = and_all(kept)
@@ -129,12 +130,3 @@ def _outer_only(expression: exp.Expression, alias: str, table: Table) -> bool:
     return bool(columns) and not any(
         column.args.get("db") or _is_inner(column, alias, table) for column in columns
     )
-
-
-def _fresh(used: set[str]) -> str:
-    name, n = _ALIAS, 0
-    while name in used:
-        n += 1
-        name = f"{_ALIAS}_{n}"
-    used.add(name)
-    return name

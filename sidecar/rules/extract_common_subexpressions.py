@@ -26,7 +26,7 @@ from __future__ import annotations
 from sqlglot import exp
 
 from sidecar.catalog import Catalog
-from sidecar.rules._scope import inside
+from sidecar.rules._scope import fresh_name, inside
 
 _VOLATILE = frozenset({"random", "nextval", "setval", "clock_timestamp", "timeofday", "gen_random_uuid",
                        "uuid_generate_v4", "txid_current", "pg_sleep"})
@@ -62,7 +62,7 @@ def extract_common_subexpressions(expression: exp.Expression, catalog: Catalog) 
         nodes = [n for n in nodes if not any(inside(n, outer) for outer in extracted)]
         if len(nodes) < 2:
             continue
-        name = _fresh(taken)
+        name = fresh_name("cse", taken)
         ctes.append(exp.CTE(this=nodes[0].this.copy(), alias=exp.TableAlias(this=exp.to_identifier(name))))
         for node in nodes:
             extracted.append(node)
@@ -92,12 +92,3 @@ def _self_contained(body: exp.Expression) -> bool:
         if isinstance(function, exp.Rand) or name.lower() in _VOLATILE:
             return False
     return True
-
-
-
-def _fresh(taken: set[str]) -> str:
-    index = 1
-    while f"cse_{index}" in taken:
-        index += 1
-    taken.add(f"cse_{index}")
-    return f"cse_{index}"

@@ -72,6 +72,7 @@ from sidecar.rules._scope import (
     base_sources,
     catalog_table,
     conjuncts,
+    fresh_name,
     source_names,
 )
 
@@ -122,7 +123,7 @@ def merge_scalar_aggregates(expression: exp.Expression, catalog: Catalog) -> exp
         return None
 
     taken = cte_names | {table.name.lower() for table in tree.find_all(exp.Table)}
-    ctes = [_merge(group, _fresh(taken)) for group in merged]
+    ctes = [_merge(group, fresh_name(CTE_NAME, taken, bare=True)) for group in merged]
     with_ = tree.args.get("with_")
     if with_ is None:
         tree.set("with_", exp.With(expressions=ctes))
@@ -266,15 +267,6 @@ def _output_name(item: exp.Expression) -> exp.Identifier | None:
     if isinstance(item, _AGGREGATES):
         return exp.to_identifier(item.key)
     return None
-
-
-def _fresh(taken: set[str]) -> str:
-    name, index = CTE_NAME, 1
-    while name in taken:
-        index += 1
-        name = f"{CTE_NAME}_{index}"
-    taken.add(name)
-    return name
 
 
 def _with_filter(value: exp.Expression, condition: exp.Expression) -> exp.Expression:

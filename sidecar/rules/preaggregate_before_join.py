@@ -84,6 +84,7 @@ from sidecar.rules._scope import (
     base_sources,
     catalog_table,
     conjuncts,
+    fresh_name,
     resolve_column,
     source_names,
 )
@@ -501,15 +502,6 @@ def _inside_group_item(column: exp.Column, clause: exp.Expression, grouped_sql: 
     return False
 
 
-def _fresh(base: str, taken: set[str]) -> str:
-    n = 1
-    while f"{base}_{n}" in taken:
-        n += 1
-    name = f"{base}_{n}"
-    taken.add(name)
-    return name
-
-
 def _build(
     query: _Query,
     fact: str,
@@ -536,7 +528,7 @@ def _build(
     def partial(function: str, argument: exp.Expression | None) -> exp.Column:
         key = (function, argument.sql(dialect="postgres") if argument is not None else "*")
         if key not in partials:
-            name = _fresh(function, taken)
+            name = fresh_name(function, taken)
             partials[key] = name
             inner_argument = exp.Star() if argument is None else _requalify(argument, qualifier)
             call = {"sum": exp.Sum, "count": exp.Count, "min": exp.Min, "max": exp.Max}[function]
