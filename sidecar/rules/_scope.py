@@ -157,3 +157,18 @@ def rewrite_each_select(
     for select in list(tree.find_all(exp.Select)):
         fired = rewrite(select, catalog) or fired
     return tree if fired else None
+
+
+def rewrite_each_select_with_names(
+    expression: exp.Expression, catalog: Catalog,
+    rewrite: Callable[[exp.Select, Catalog, set[str], set[str]], bool],
+) -> exp.Expression | None:
+    """:func:`rewrite_each_select` for rules that add names: ``rewrite`` also gets the statement's
+    CTE names and every identifier it uses (lowercased; a rule adds the names it takes)."""
+    tree = expression.copy()
+    cte_names = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+    taken = {ident.name.lower() for ident in tree.find_all(exp.Identifier)}
+    fired = False
+    for select in list(tree.find_all(exp.Select)):
+        fired = rewrite(select, catalog, cte_names, taken) or fired
+    return tree if fired else None

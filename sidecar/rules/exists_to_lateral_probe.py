@@ -44,20 +44,20 @@ from __future__ import annotations
 from sqlglot import exp
 
 from sidecar.catalog import Catalog, Table
-from sidecar.rules._scope import and_all, catalog_table, conjuncts, fresh_name
+from sidecar.rules._scope import (
+    and_all,
+    catalog_table,
+    conjuncts,
+    fresh_name,
+    rewrite_each_select_with_names,
+)
 
 _SUBQUERY_ALLOWED = frozenset({"expressions", "from_", "where"})
 _ALIAS = "exists_probe"
 
 
 def exists_to_lateral_probe(expression: exp.Expression, catalog: Catalog) -> exp.Expression | None:
-    tree = expression.copy()
-    cte_names = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
-    used = {ident.name.lower() for ident in tree.find_all(exp.Identifier)}
-    fired = False
-    for select in list(tree.find_all(exp.Select)):
-        fired = _rewrite(select, catalog, cte_names, used) or fired
-    return tree if fired else None
+    return rewrite_each_select_with_names(expression, catalog, _rewrite)
 
 
 def _rewrite(select: exp.Select, catalog: Catalog, cte_names: set[str], used: set[str]) -> bool:

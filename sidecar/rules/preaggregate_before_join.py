@@ -86,6 +86,7 @@ from sidecar.rules._scope import (
     conjuncts,
     fresh_name,
     resolve_column,
+    rewrite_each_select_with_names,
     source_names,
 )
 
@@ -116,13 +117,7 @@ class _Query:
 
 
 def preaggregate_before_join(expression: exp.Expression, catalog: Catalog) -> exp.Expression | None:
-    tree = expression.copy()
-    cte_names = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
-    taken = {ident.name.lower() for ident in tree.find_all(exp.Identifier)}
-    fired = False
-    for select in list(tree.find_all(exp.Select)):
-        fired = _rewrite(select, catalog, cte_names, taken) or fired
-    return tree if fired else None
+    return rewrite_each_select_with_names(expression, catalog, _rewrite)
 
 
 def _rewrite(select: exp.Select, catalog: Catalog, cte_names: set[str], taken: set[str]) -> bool:
