@@ -1,14 +1,15 @@
 """Schema facts the rewrite rules rely on: columns, types, nullability, keys, indexes, sizes.
 
-Everything here is I/O-free except :func:`load_catalog`, which reads ``pg_catalog`` through one
-connection, and :func:`load_scan_estimates`, which asks the planner (EXPLAIN, never executing). Rules receive a :class:`Catalog` and must treat a missing table as "unknown", never
-as "no constraints".
+Everything here is I/O-free except :func:`load_catalog`, which reads ``pg_catalog`` and the session's
+join-planning settings through one connection. Rules receive a :class:`Catalog` and must treat a
+missing table as "unknown", never as "no constraints". Row estimates a rule needs from the planner
+reach it through the rules backend (``scan_rows``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import sqlglot
@@ -67,8 +68,9 @@ class Catalog:
     tables: dict[str, Table] = field(default_factory=dict)
     """Keyed by ``schema.name``; lookups also accept the bare name when it is unambiguous."""
     scan_rows: dict[str, float] = field(default_factory=dict)
-    """The planner's row estimate of single-relation probe queries (see :func:`load_scan_estimates`),
-    keyed by the probe's SQL text as sqlglot renders it in the postgres dialect."""
+    """The planner's row estimate of single-relation probe queries (see
+    ``sidecar.rules.explicit_join_order.with_scan_estimates``), keyed by the probe's SQL text as
+    sqlglot renders it in the postgres dialect."""
     join_collapse_limit: int = 8
     """The session's ``join_collapse_limit``: explicit JOINs beyond it keep (part of) their written order."""
     from_collapse_limit: int = 8
@@ -148,14 +150,21 @@ ORDER BY i.indexrelid
 """
 
 
-def load_catalog(conn: psycopg.Connection, names: Iterable[str]) -> Catalog:
-    """Read the named tables' catalog entries, resolving names through the session's search_path.
+def load_catalog(conn: psycopg.Connection[Any], names: Iterable[str | tuple[str | None, str]]) -> Catalog:
+    """Read the named tables' catalog entries, resolving names through the session's search_path,
+    and the session's join-planning settings.
 
-    Names that do not resolve to a table, view or foreign table are skipped.
+    A name is text as a query writes it (``orders``, ``public.orders``) or a parsed (schema, name)
+    pair (``sidecar.verify.Statement.tables``), which is quoted exactly. Names that do not resolve to
+    a table, view or foreign table are skipped.
     """
+    from psycopg import sql
+
     tables: dict[str, Table] = {}
     with conn.cursor() as cur:
         for name in names:
+            if not isinstance(name, str):
+                name = sql.Identifier(*[part for part in name if part is not None]).as_string(conn)
             row = cur.execute(_TABLE_QUERY, (name,)).fetchone()
             if row is None:
                 continue
@@ -187,41 +196,14 @@ def load_catalog(conn: psycopg.Connection, names: Iterable[str]) -> Catalog:
                 indexes=tuple(indexes),
                 row_estimate=int(reltuples),
             )
-    return Catalog(tables)
+        settings = cur.execute(_PLANNER_SETTINGS).fetchone()
+    assert settings is not None
+    join_limit, from_limit, geqo_threshold, geqo = settings
+    return Catalog(tables, join_collapse_limit=int(join_limit), from_collapse_limit=int(from_limit),
+                   geqo_threshold=int(geqo_threshold), geqo=bool(geqo))
 
 
 _PLANNER_SETTINGS = """
 SELECT current_setting('join_collapse_limit')::integer, current_setting('from_collapse_limit')::integer,
        current_setting('geqo_threshold')::integer, current_setting('geqo')::boolean
 """
-
-
-def load_scan_estimates(conn: psycopg.Connection[Any], catalog: Catalog, probes: Iterable[str]) -> Catalog:
-    """A copy of ``catalog`` with the session's join-planning limits and each probe's estimated rows.
-
-    Each probe is EXPLAINed (never executed) in a transaction of its own, or under a savepoint when
-    ``conn`` is already in one (e.g. the caller's read-only transaction), so a probe the planner
-    refuses (a ``$n`` placeholder, an outer reference) is skipped and costs nothing else. Lost
-    connections still raise.
-    """
-    import psycopg
-    from psycopg import sql
-
-    with conn.cursor() as cur:
-        row = cur.execute(_PLANNER_SETTINGS).fetchone()
-        assert row is not None
-        join_limit, from_limit, geqo_threshold, geqo = row
-        scan_rows = dict(catalog.scan_rows)
-        for probe in dict.fromkeys(probes):
-            statement = sql.SQL("EXPLAIN (FORMAT JSON) ") + sql.SQL(probe)
-            try:
-                with conn.transaction():
-                    plan = cur.execute(statement).fetchone()
-            except psycopg.OperationalError:
-                raise
-            except psycopg.Error:
-                continue
-            if plan is not None:
-                scan_rows[probe] = float(plan[0][0]["Plan"]["Plan Rows"])
-    return replace(catalog, scan_rows=scan_rows, join_collapse_limit=int(join_limit),
-                   from_collapse_limit=int(from_limit), geqo_threshold=int(geqo_threshold), geqo=bool(geqo))

@@ -1,15 +1,31 @@
-"""Sidecar configuration: one dataclass, validated on creation; the only code that reads the environment."""
+"""Sidecar configuration: one dataclass, validated on creation; with `laser.config`, the only code
+that reads the environment.
+
+Each field's docstring is its documentation everywhere: the command-line flags are derived from the
+fields (:func:`add_config_arguments`), with the docstring as the help text, so a new setting is a new field
+and nothing else.
+"""
 from __future__ import annotations
 
+import argparse
+import ast
+import dataclasses
+import inspect
 import os
-from dataclasses import dataclass, fields
-from typing import Any
+import textwrap
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from functools import cache
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 ENV_PREFIX = "LASER_SIDECAR_"
 BACKENDS = ("rules", "transformers", "vllm")
+ACT_AS = ("login", "set_role")
+
+Settings = TypeVar("Settings")
 
 
 @dataclass(frozen=True)
@@ -20,20 +36,20 @@ class SidecarConfig:
     """gRPC address to serve on (host:port, or unix:/path)."""
     dsn: str = "host=/var/run/postgresql port=5432 user=laser_sidecar"
     """libpq conninfo of the sidecar's own read-only role, without dbname: the request names the database."""
-    act_as: str = "login"
+    act_as: str = field(default="login", metadata={"choices": ACT_AS})
     """How the sidecar takes the caller's identity. "login": it logs in as the caller's login role
     (needs pg_hba trust or peer mapping on the socket it uses) and SETs ROLE to the current role;
     the caller's functions can then reach no role the caller could not. "set_role": it logs in as
     the dsn's user and SETs ROLE to the caller, which must be granted to that user; a caller able to
     create functions could then switch to any other role granted to it."""
-    backend: str = "rules"
+    backend: str = field(default="rules", metadata={"choices": BACKENDS})
     """Candidate generator: "rules" (no model), "transformers" (a local Hugging Face model on CPU
     or GPU) or "vllm" (a local model in an in-process vLLM engine, GPU)."""
     model_dir: str = ""
     """The model directory (Hugging Face format) for the transformers and vllm backends."""
     device: str = "auto"
     """transformers backend: "auto" (cuda when available), "cpu", "cuda" or "cuda:N"."""
-    with_rules: bool = True
+    with_rules: bool = field(default=True, metadata={"flag": "rules"})
     """With a model backend, also verify the rules backend's candidates (one candidate pool)."""
     temperature: float = 0.0
     """Model sampling temperature; 0 is greedy (one candidate per prompt), above 0 samples
@@ -48,10 +64,10 @@ class SidecarConfig:
     demonstrations: int = 2
     """Retrieved demonstrations per model prompt (0: none)."""
     max_candidates: int = 4
+    """Candidates verified per request."""
     search_budget_s: float = 5.0
     """Rules backend: seconds its beam search over rule sequences may spend planning candidates
     (EXPLAIN) before verification starts."""
-    """Candidates verified per request."""
     statement_timeout_ms: int = 30_000
     """Cap on each execution of either query while verifying."""
     timed_runs: int = 3
@@ -77,7 +93,7 @@ class SidecarConfig:
             raise ValueError(f"dsn is not a valid libpq conninfo: {exc}") from None
         if "dbname" in named:
             raise ValueError("dsn must not name a database (dbname=...): each request names its own")
-        if self.act_as not in ("login", "set_role"):
+        if self.act_as not in ACT_AS:
             raise ValueError(f"act_as must be 'login' or 'set_role'; got {self.act_as!r}")
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; available: {', '.join(BACKENDS)}")
@@ -98,30 +114,85 @@ class SidecarConfig:
             raise ValueError("cache_ttl_s, grace_s and search_budget_s must not be negative")
 
     @classmethod
-    def from_env(cls, **overrides: Any) -> SidecarConfig:
-        """Defaults, then LASER_SIDECAR_<FIELD> variables, then explicit (non-None) overrides."""
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = os.environ.get(ENV_PREFIX + f.name.upper())
-            if raw is not None:
-                values[f.name] = _coerce(f.type, raw, f.name)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+    def from_env(cls, defaults: Mapping[str, Any] | None = None, **overrides: Any) -> SidecarConfig:
+        """`defaults` (e.g. the local cluster's address), then LASER_SIDECAR_<FIELD> variables, then
+        explicit (non-None) overrides."""
+        return from_env(cls, ENV_PREFIX, defaults, overrides)
 
 
-def _coerce(type_name: Any, raw: str, name: str) -> Any:
-    if type_name in ("bool", bool):
+def from_env(cls: type[Settings], prefix: str, defaults: Mapping[str, Any] | None,
+             overrides: Mapping[str, Any]) -> Settings:
+    """A settings dataclass from three layers: `defaults`, then `<prefix><FIELD>` variables, then the
+    non-None `overrides`. A variable that does not parse as its field's type is a ValueError."""
+    values: dict[str, Any] = dict(defaults or {})
+    for f in fields(cls):  # type: ignore[arg-type]
+        raw = os.environ.get(prefix + f.name.upper())
+        if raw is not None:
+            values[f.name] = _coerce(f.type, raw, prefix + f.name.upper())
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return cls(**values)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type[Any] = SidecarConfig,
+                  prefix: str = ENV_PREFIX, skip: tuple[str, ...] = ()) -> None:
+    """One flag per field of the settings dataclass `cls`: `--field-name`, typed as the field, help
+    from the field's docstring; booleans get `--flag/--no-flag`. Every flag defaults to None, so
+    :func:`from_env` can tell "not given" from a value."""
+    docs = field_docs(cls)
+    for f in fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + f.metadata.get("flag", f.name).replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else None
+        text = docs.get(f.name, "").replace("%", "%%")
+        help_text = f"{text} (default: {default!r}; env {prefix}{f.name.upper()})"
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                                help=help_text)
+            continue
+        kind = {"int": int, "float": float}.get(str(f.type), str)
+        parser.add_argument(flag, dest=f.name, type=kind, default=None, choices=f.metadata.get("choices"),
+                            metavar=None if "choices" in f.metadata else f.name.upper(), help=help_text)
+
+
+def config_from_args(args: argparse.Namespace, defaults: Mapping[str, Any] | None = None) -> SidecarConfig:
+    """The configuration the flags of :func:`add_config_arguments` ask for, over the environment and `defaults`."""
+    given = {f.name: getattr(args, f.name, None) for f in fields(SidecarConfig)}
+    return SidecarConfig.from_env(defaults, **given)
+
+
+@cache
+def field_docs(cls: type[Any]) -> dict[str, str]:
+    """The docstring under each field of a dataclass, whitespace folded (vLLM's convention).
+
+    >>> field_docs(SidecarConfig)["max_candidates"]
+    'Candidates verified per request.'
+    """
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    docs: dict[str, str] = {}
+    for node, following in zip(body, body[1:], strict=False):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
+                and isinstance(following.value.value, str)):
+            docs[node.target.id] = " ".join(following.value.value.split())
+    return docs
+
+
+def _coerce(type_name: Any, raw: str, variable: str) -> Any:
+    type_name = str(type_name)
+    if type_name == "bool":
         lowered = raw.strip().lower()
         if lowered in ("1", "true", "yes", "on"):
             return True
         if lowered in ("0", "false", "no", "off"):
             return False
-        raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a boolean (true/false)")
+        raise ValueError(f"{variable}={raw!r} is not a boolean (true/false)")
     try:
-        if type_name in ("int", int):
+        if type_name == "int":
             return int(raw)
-        if type_name in ("float", float):
+        if type_name == "float":
             return float(raw)
     except ValueError:
-        raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a {type_name}") from None
+        raise ValueError(f"{variable}={raw!r} is not a {type_name}") from None
     return raw

@@ -9,7 +9,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, TypeVar
 
 import grpc
@@ -17,13 +17,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from laser_proto import laser_pb2, laser_pb2_grpc
 
 from sidecar.backends.errors import BackendError
-from sidecar.config import BACKENDS, SidecarConfig
-from sidecar.pipeline import (
-    RequestOptions,
-    RewritePipeline,
-    RewriteResult,
-    evidence_json,
-)
+from sidecar.config import SidecarConfig, add_config_arguments, config_from_args
+from sidecar.answer import RewriteResult, evidence_json
+from sidecar.pipeline import RequestError, RequestOptions, RewritePipeline
 from sidecar.verify import GuardError, OriginalError, Outcome
 from sidecar.verify.session import DatabaseUnavailable, PermissionRefused
 
@@ -37,7 +33,7 @@ def _parameter_sets(sets: Any) -> tuple[tuple[tuple[int, str | None], ...], ...]
     for given in sets:
         numbers = [p.number for p in given.parameters]
         if any(n == 0 for n in numbers) or len(set(numbers)) != len(numbers):
-            raise ValueError("a parameter set names each $n (n >= 1) at most once")
+            raise RequestError("a parameter set names each $n (n >= 1) at most once")
         out.append(tuple(sorted((p.number, None if p.is_null else p.value) for p in given.parameters)))
     return tuple(out)
 
@@ -103,7 +99,7 @@ class LaserService(laser_pb2_grpc.LaserServicer):
         try:
             async with self._slots:
                 return await asyncio.to_thread(work)
-        except (GuardError, OriginalError, ValueError) as exc:
+        except (GuardError, OriginalError, RequestError) as exc:  # the request must change, by type only
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except PermissionRefused as exc:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
@@ -117,7 +113,7 @@ class LaserService(laser_pb2_grpc.LaserServicer):
     async def _checked(self, context: grpc.aio.ServicerContext, make: Callable[[], T]) -> T:
         try:
             return make()
-        except ValueError as exc:
+        except RequestError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         raise AssertionError("unreachable: context.abort raises")
 
@@ -183,47 +179,22 @@ async def serve(config: SidecarConfig) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--listen", help="gRPC address (default 127.0.0.1:50551)")
-    parser.add_argument("--dsn", help="libpq conninfo of the sidecar's read-only role, without dbname")
-    parser.add_argument("--backend", choices=list(BACKENDS), help="candidate generator (default rules)")
-    parser.add_argument("--model-dir", help="local Hugging Face model directory (transformers, vllm backends)")
-    parser.add_argument("--device", help="transformers backend: auto (default), cpu, cuda, cuda:N")
-    parser.add_argument("--temperature", type=float, help="model sampling temperature (default 0: greedy)")
-    parser.add_argument("--max-new-tokens", type=int, help="tokens a model may generate per candidate")
-    parser.add_argument("--repair-rounds", type=int, help="self-correction rounds after an EXPLAIN error (default 3)")
-    parser.add_argument("--demonstrations", type=int, help="retrieved demonstrations per prompt (default 2)")
-    parser.add_argument("--no-rules", dest="with_rules", action="store_const", const=False,
-                        help="with a model backend, do not add the rules backend's candidates")
-    parser.add_argument("--act-as", choices=["login", "set_role"],
-                        help="take the caller's identity by logging in as it (default) or by SET ROLE")
-    parser.add_argument("--max-candidates", type=int)
-    parser.add_argument("--search-budget-s", type=float,
-                        help="rules backend: seconds its beam search over rule sequences may plan (default 5)")
-    parser.add_argument("--statement-timeout-ms", type=int)
-    parser.add_argument("--timed-runs", type=int)
+    """Every SidecarConfig field as a flag, and the log level."""
+    add_config_arguments(parser)
     parser.add_argument("--log-level", default="INFO")
 
 
-def config_from_args(args: argparse.Namespace) -> SidecarConfig:
-    return SidecarConfig.from_env(
-        listen=args.listen, dsn=args.dsn, backend=args.backend, act_as=args.act_as, max_candidates=args.max_candidates,
-        statement_timeout_ms=args.statement_timeout_ms, timed_runs=args.timed_runs,
-        model_dir=getattr(args, "model_dir", None), device=getattr(args, "device", None),
-        temperature=getattr(args, "temperature", None), max_new_tokens=getattr(args, "max_new_tokens", None),
-        repair_rounds=getattr(args, "repair_rounds", None), demonstrations=getattr(args, "demonstrations", None),
-        with_rules=getattr(args, "with_rules", None), search_budget_s=getattr(args, "search_budget_s", None),
-    )
-
-
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, defaults: Mapping[str, Any] | None = None) -> int:
+    """Serve until SIGINT/SIGTERM with the configuration the flags, the environment and `defaults`
+    (e.g. the local cluster's addresses) give, in that order of precedence."""
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        config = config_from_args(args)
+        settings = config_from_args(args, defaults)
     except ValueError as exc:
         print(f"laser-sidecar: {exc}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(serve(config))
+        asyncio.run(serve(settings))
     except BackendError as exc:
         print(f"laser-sidecar: {exc}", file=sys.stderr)
         return 2

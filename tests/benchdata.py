@@ -9,7 +9,7 @@ from types import ModuleType
 
 import pytest
 
-from sidecar.localdb import LocalCluster
+from laser.localdb import LocalCluster
 
 
 @dataclass(frozen=True)

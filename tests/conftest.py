@@ -15,9 +15,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from sidecar import daemon, demo
-from sidecar.cli import install_extension
-from sidecar.localdb import LocalCluster, default_state_dir
+from laser import daemon, demo
+
+from laser.localdb import LocalCluster, default_state_dir, install_extension
 
 TEST_PG_PORT = int(os.environ.get("LASER_TEST_PG_PORT", "54339"))
 

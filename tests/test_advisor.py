@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from sidecar.localdb import LocalCluster
+from laser.localdb import LocalCluster
 
 DB = "laser_advisor"
 APP = "adv_app"
@@ -370,7 +370,7 @@ def test_database_restart_during_capture_is_picked_up_by_the_next_run(
 
 def test_laser_advise_command_captures_and_lists_pending(adv: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     """`laser advise`: the scheduler where pg_cron is not installed (here: one round)."""
-    from sidecar.cli import main
+    from laser.cli import main
 
     statement = "SELECT sum(amount) AS s FROM adv_orders WHERE created_at::date = '{day}'"
     with _connect(adv["app"]) as conn:

@@ -11,8 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from sidecar import demo
-from sidecar.bench.runner import (
+from laser import demo
+from laser.bench.runner import (
     BenchError,
     PipelineMethod,
     Proposal,
@@ -21,8 +21,8 @@ from sidecar.bench.runner import (
     Runner,
     summaries,
 )
-from sidecar.bench.workloads import BenchQuery, WorkloadError, load_workload
-from sidecar.localdb import LocalCluster
+from laser.bench.workloads import BenchQuery, WorkloadError, load_workload
+from laser.localdb import LocalCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 DB = "laser_bench_runner_test"
@@ -189,7 +189,7 @@ def test_laser_bench_cli_writes_json_markdown_and_plots(bench_dsn: str, tmp_path
     replay.write_text(json.dumps([{"id": "total", "rewritten_query": "SELECT sum(amount) AS total FROM orders o"}]))
     out = tmp_path / "out" / "result.json"
     done = subprocess.run(
-        [sys.executable, "-m", "sidecar.cli", "bench", "--workload", str(workload), "--dsn", bench_dsn,
+        [sys.executable, "-m", "laser.cli", "bench", "--workload", str(workload), "--dsn", bench_dsn,
          "--timeout", "20", "--replay", f"theirs={replay}", "--json", str(out)],
         capture_output=True, text=True, timeout=600, cwd=ROOT, env={**os.environ, "MPLBACKEND": "Agg"})
     assert done.returncode == 0, done.stderr
@@ -206,14 +206,14 @@ def test_laser_bench_cli_writes_json_markdown_and_plots(bench_dsn: str, tmp_path
     assert "3/3" in done.stderr  # progress lines
 
     again = subprocess.run(
-        [sys.executable, "-m", "sidecar.cli", "bench", "--workload", str(workload), "--dsn", bench_dsn,
+        [sys.executable, "-m", "laser.cli", "bench", "--workload", str(workload), "--dsn", bench_dsn,
          "--timeout", "20", "--replay", f"theirs={replay}", "--json", str(out)],
         capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert again.returncode == 0 and "resuming: 3 of 3" in again.stderr
 
 
 def test_laser_bench_cli_refuses_bad_input(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "sidecar.cli", "bench", "--workload", str(tmp_path)],
+    done = subprocess.run([sys.executable, "-m", "laser.cli", "bench", "--workload", str(tmp_path)],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode != 0 and "needs --dsn" in done.stderr
 
@@ -223,7 +223,7 @@ def test_laser_bench_tpch_generates_loads_and_measures(cluster: LocalCluster, tm
     env = {**os.environ, "LASER_STATE_DIR": str(cluster.state_dir), "LASER_PG_PORT": str(cluster.port),
            "MPLBACKEND": "Agg"}
     out = tmp_path / "tpch.json"
-    command = [sys.executable, "-m", "sidecar.cli", "bench", "--workload", "tpch", "--scale", "0.01",
+    command = [sys.executable, "-m", "laser.cli", "bench", "--workload", "tpch", "--scale", "0.01",
                "--queries", "q01,q06,q17,q20", "--timeout", "30", "--json", str(out)]
     try:
         done = subprocess.run([*command, "--reload"], capture_output=True, text=True, timeout=900, cwd=ROOT, env=env)
@@ -252,7 +252,7 @@ def test_laser_bench_tpch_generates_loads_and_measures(cluster: LocalCluster, tm
 
 
 def test_a_model_backend_without_its_model_is_a_clear_error(tmp_path: Path) -> None:
-    from sidecar.bench.runner import BenchError, PipelineMethod
+    from laser.bench.runner import BenchError, PipelineMethod
 
     with pytest.raises(BenchError, match="needs a model directory"):
         PipelineMethod("host=/tmp dbname=x user=y", "transformers")

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from sidecar.bench.metrics import Output, aggregate, distribution, percentile, summarize
+from laser.bench.metrics import Output, aggregate, distribution, percentile, summarize
 
 
 def test_percentile_interpolates_between_closest_ranks() -> None:

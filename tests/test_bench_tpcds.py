@@ -18,9 +18,9 @@ import pytest
 from benchdata import Loaded, load_dataset
 from psycopg import errors
 
-from sidecar.bench import csvdata, tpcds
-from sidecar.bench.workloads import BenchQuery
-from sidecar.localdb import LocalCluster
+from laser.bench import csvdata, tpcds
+from laser.bench.workloads import BenchQuery
+from laser.localdb import LocalCluster
 
 DB = "laser_bench_tpcds_test"
 EMPTY_DB = "laser_bench_tpcds_test_empty"

@@ -10,9 +10,9 @@ import psycopg
 import pytest
 from benchdata import Loaded, load_dataset
 
-from sidecar.bench import csvdata, tpch
-from sidecar.bench.workloads import BenchQuery
-from sidecar.localdb import LocalCluster
+from laser.bench import csvdata, tpch
+from laser.bench.workloads import BenchQuery
+from laser.localdb import LocalCluster
 
 DB = "laser_bench_tpch_test"
 SCALE = 0.01

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.demo import demo_queries
+from laser.demo import demo_queries
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def laser(*args: str, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sidecar.cli", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "laser.cli", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 

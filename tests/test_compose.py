@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from sidecar.localdb import DEFAULT_SIDECAR_ADDRESS, SIDECAR_ROLE
+from laser.localdb import DEFAULT_SIDECAR_ADDRESS, SIDECAR_ROLE
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,6 +7,7 @@ import pkgutil
 
 import pytest
 
+import laser
 import laser_db
 import model
 import sidecar
@@ -14,7 +15,7 @@ import sidecar
 
 def _modules() -> list[str]:
     names = []
-    for package in (sidecar, laser_db, model):
+    for package in (sidecar, model, laser, laser_db):
         for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
             names.append(info.name)
     return sorted(names)

@@ -321,7 +321,7 @@ def test_extension_versions_agree() -> None:
     import re
     from pathlib import Path
 
-    from sidecar.cli import EXTENSION_VERSION
+    from laser.localdb import EXTENSION_VERSION
 
     root = Path(__file__).resolve().parent.parent / "pg_extension"
     built = re.search(r'^VERSION = "([^"]+)"', (root / "build.py").read_text(), re.MULTILINE)

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from sidecar.verify.hints import CATEGORIES, MAX_CONDITION_CHARS, Hint, linearize, plan_hints, render_hints
+from sidecar.prompting.hints import CATEGORIES, MAX_CONDITION_CHARS, Hint, linearize, plan_hints, render_hints
 from sidecar.verify.plans import MAX_DIFFERENCES, divergence, signature, walk
 
 QUERIES = sorted((Path(__file__).resolve().parent.parent / "sql" / "demo" / "queries").glob("*.sql"))

@@ -1,4 +1,4 @@
-"""explicit_join_order with real planner estimates: probes, load_scan_estimates, the pipeline's use of them."""
+"""explicit_join_order with real planner estimates: probes, with_scan_estimates, the pipeline's planner."""
 from __future__ import annotations
 
 from collections import Counter
@@ -9,17 +9,13 @@ import psycopg
 import pytest
 import sqlglot
 
-from sidecar import demo
-from sidecar.backends.base import Completion, ModelInfo, Prompt
-from sidecar.catalog import (
-    Catalog,
-    load_catalog,
-    load_scan_estimates,
-    referenced_tables,
-)
+from laser import demo
+from sidecar.backends.rules import Planner, RulesBackend, RuleSearch, SearchReport
+from sidecar.catalog import Catalog, load_catalog, referenced_tables
 from sidecar.config import SidecarConfig
 from sidecar.pipeline import RewritePipeline
-from sidecar.rules.explicit_join_order import explicit_join_order, scan_probes
+from sidecar.rules.explicit_join_order import explicit_join_order, scan_probes, with_scan_estimates
+from sidecar.verify import ReadOnlySession, Verifier
 
 # Nine explicit items, written from the largest table; the filter on `o` makes it the smallest
 # input by far, which only the planner's estimate (not reltuples) knows.
@@ -56,6 +52,19 @@ def _rows(conn: psycopg.Connection[Any], sql: str) -> Counter[tuple[Any, ...]]:
         return Counter(conn.execute(sql).fetchall())
 
 
+def _planner_rows(conn: psycopg.Connection[Any]) -> Any:
+    """The planner's row estimate of a probe on this connection (None when it cannot be planned)."""
+    def rows(sql: str) -> float | None:
+        try:
+            with conn.transaction():
+                plan = conn.execute("EXPLAIN (FORMAT JSON) " + sql).fetchone()
+        except psycopg.Error:
+            return None
+        assert plan is not None
+        return float(plan[0][0]["Plan"]["Plan Rows"])
+    return rows
+
+
 def _rewrite(sql: str, catalog: Catalog) -> str | None:
     result = explicit_join_order(sqlglot.parse_one(sql, read="postgres"), catalog)
     return None if result is None else result.sql(dialect="postgres")
@@ -69,7 +78,7 @@ def test_probes_are_explained_and_their_estimates_order_the_joins(
     assert "SELECT * FROM events AS e WHERE e.event_type = 'purchase'" in probes
     assert "SELECT * FROM users AS u" in probes
 
-    estimated = load_scan_estimates(conn, catalog, probes)
+    estimated = with_scan_estimates(NINE_JOINS, catalog, _planner_rows(conn))
     assert set(estimated.scan_rows) == set(probes)
     orders = catalog.table("orders")
     assert orders is not None
@@ -91,11 +100,12 @@ def test_settings_come_from_the_session(conn: psycopg.Connection[Any], catalog: 
     assert scan_probes(five, catalog) == []
     conn.execute("SET join_collapse_limit = 4")
     try:
-        lowered = load_scan_estimates(conn, catalog, [])
+        lowered = load_catalog(conn, ["users", "products", "orders"])
         assert lowered.join_collapse_limit == 4 and lowered.scan_rows == {}
         probes = scan_probes(five, lowered)
         assert len(probes) == 5
-        estimated = load_scan_estimates(conn, lowered, probes)
+        estimated = with_scan_estimates(five, lowered, _planner_rows(conn))
+        assert set(estimated.scan_rows) == set(probes)
     finally:
         conn.execute("RESET join_collapse_limit")
     rewritten = _rewrite(five, estimated)
@@ -103,16 +113,16 @@ def test_settings_come_from_the_session(conn: psycopg.Connection[Any], catalog: 
     assert _rows(conn, rewritten) == _rows(conn, five)
 
 
-def test_a_failing_probe_is_skipped_without_spoiling_the_transaction(
-        conn: psycopg.Connection[Any], catalog: Catalog) -> None:
-    good = "SELECT * FROM users AS u WHERE u.id < 10"
-    bad = ["SELECT * FROM no_such_table AS t", "SELECT * FROM orders AS o WHERE o.id = $1"]
-    with conn.transaction():
-        conn.execute("SET TRANSACTION READ ONLY")
-        estimated = load_scan_estimates(conn, catalog, [*bad, good])
-        assert conn.execute("SELECT 1").fetchone() == (1,)  # still usable
-    assert list(estimated.scan_rows) == [good]
-    assert estimated.tables == catalog.tables
+def test_the_verifier_estimates_probes_and_refuses_what_cannot_be_planned(demo_dsn: str) -> None:
+    with ReadOnlySession.connect(demo_dsn, None) as session:
+        verifier = Verifier(session)
+        original = verifier.prepare("SELECT count(*) FROM users")
+        good = verifier.estimate(original, "SELECT * FROM users AS u WHERE u.id < 10")
+        assert good is not None and 0 < good.rows < 100 and good.cost > 0
+        assert verifier.estimate(original, "SELECT * FROM no_such_table AS t") is None
+        assert verifier.estimate(original, "SELECT * FROM orders AS o WHERE o.id = $1") is None  # not its parameter
+        assert verifier.estimate(original, "DELETE FROM users") is None
+        assert session.run("SELECT 1").rows == [(1,)]  # the session is still usable
 
 
 def test_cte_and_derived_tables_are_ordered_by_their_probe_estimates(
@@ -133,7 +143,7 @@ def test_cte_and_derived_tables_are_ordered_by_their_probe_estimates(
     probes = scan_probes(sql, catalog)
     assert any(probe.startswith("WITH recent AS (") and probe.endswith("SELECT * FROM recent AS o")
                for probe in probes)
-    estimated = load_scan_estimates(conn, catalog, probes)
+    estimated = with_scan_estimates(sql, catalog, _planner_rows(conn))
     assert set(estimated.scan_rows) == set(probes)
     rewritten = _rewrite(sql, estimated)
     assert rewritten is not None
@@ -144,31 +154,25 @@ def test_cte_and_derived_tables_are_ordered_by_their_probe_estimates(
     assert _rows(conn, rewritten) == _rows(conn, sql)
 
 
-class RecordingBackend:
-    """A rules-like backend that only records the catalog the pipeline hands it."""
-
-    name = "rules"
-    model = ""
-    version = "test"
+class RecordingRules(RulesBackend):
+    """The rules backend, recording the catalog its planner fills in (and finding nothing)."""
 
     def __init__(self) -> None:
         self.catalogs: list[Catalog] = []
 
-    def generate(self, prompts: Sequence[Prompt], n: int, temperature: float = 0.0,
-                 max_tokens: int = 1024) -> list[list[Completion]]:
-        self.catalogs.extend(prompt.catalog for prompt in prompts)
-        return [[] for _ in prompts]
-
-    def info(self) -> ModelInfo:
-        return ModelInfo(backend=self.name, version=self.version)
+    def search(self, query: str, catalog: Catalog, planner: Planner | None = None,
+               deadline: float | None = None) -> RuleSearch:
+        assert planner is not None
+        self.catalogs.append(with_scan_estimates(query, catalog, planner.rows))
+        return RuleSearch([], SearchReport(kind="beam", candidates=0))
 
 
 def test_the_pipeline_hands_the_rules_estimates_from_the_callers_session(cluster: Any) -> None:
-    backend = RecordingBackend()
+    rules = RecordingRules()
     config = SidecarConfig(dsn=cluster.sidecar_dsn(), timed_runs=1, demonstrations=0)
-    result = RewritePipeline(config, backend).rewrite(NINE_JOINS, demo.DEMO_DB, demo.DEMO_ROLE, demo.DEMO_ROLE)
+    result = RewritePipeline(config, rules=rules).rewrite(NINE_JOINS, demo.DEMO_DB, demo.DEMO_ROLE, demo.DEMO_ROLE)
     assert result.status == "no_verified_improvement"
-    [catalog] = backend.catalogs
+    [catalog] = rules.catalogs
     assert sorted(catalog.tables) == [f"public.{name}" for name in sorted(referenced_tables(NINE_JOINS))]
     assert set(catalog.scan_rows) == set(scan_probes(NINE_JOINS, catalog))
     assert catalog.scan_rows["SELECT * FROM orders AS o WHERE o.id <= 300"] < 1000

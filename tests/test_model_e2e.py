@@ -14,7 +14,8 @@ import psycopg
 import pytest
 
 from model import sft, tiny
-from sidecar import daemon, demo, prompts
+from laser import daemon, demo
+from sidecar.prompting import prompts
 from sidecar.backends.base import plain_text
 from sidecar.backends.rules import RulesBackend
 from sidecar.backends.transformers_backend import TransformersBackend
@@ -56,7 +57,7 @@ def config(cluster) -> SidecarConfig:
 @pytest.fixture(scope="module")
 def trained_model(config: SidecarConfig, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Llama fine-tuned on the prompts the sidecar will render for KNOWN (exactly those)."""
-    prompter = RewritePipeline(config, RulesBackend())
+    prompter = RewritePipeline(config, rules=RulesBackend())
     examples = [(prompter.prompt(query, demo.DEMO_DB, demo.DEMO_ROLE, demo.DEMO_ROLE).messages, answer(rewrite))
                 for query, rewrite in KNOWN]
     query, broken, fixed = REPAIRED
@@ -137,11 +138,11 @@ def test_the_model_repairs_its_syntax_error_after_feedback(model_sidecar: str, d
 
 
 def test_random_model_garbage_is_rejected_cleanly(config: SidecarConfig, tmp_path: Path) -> None:
-    texts = [plain_text(RewritePipeline(config, RulesBackend()).prompt(
+    texts = [plain_text(RewritePipeline(config, rules=RulesBackend()).prompt(
         KNOWN[0][0], demo.DEMO_DB, demo.DEMO_ROLE, demo.DEMO_ROLE).messages)]
     directory = tiny.build_tiny_model(tmp_path / "random", texts, arch="qwen3", seed=1)
     backend = TransformersBackend(directory, device="cpu")
-    pipeline = RewritePipeline(SidecarConfig(dsn=config.dsn, demonstrations=0, max_new_tokens=48), backend)
+    pipeline = RewritePipeline(SidecarConfig(dsn=config.dsn, demonstrations=0, max_new_tokens=48), model=backend)
     result = pipeline.rewrite(KNOWN[0][0], demo.DEMO_DB, demo.DEMO_ROLE, demo.DEMO_ROLE)
     assert result.status == "no_verified_improvement"
     assert result.rewritten_sql == KNOWN[0][0]

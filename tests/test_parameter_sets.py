@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from sidecar.verify import (
+    Evidence,
     Outcome,
     OutcomeStatus,
     ReadOnlySession,
@@ -169,14 +170,15 @@ def test_winning_rewrite_is_faster_on_every_set(verifier: Verifier) -> None:
     profiles = verifier.prepare_sets(BY_DAY, [{1: "2024-03-01"}])
     outcome = verifier.verify_sets(profiles, BY_DAY_SARGABLE)
     assert outcome.status is OutcomeStatus.FASTER, outcome.detail
-    entries = outcome.evidence["parameter_sets"]
+    evidence = outcome.evidence.to_json()
+    entries = evidence["parameter_sets"]
     assert [e["set"] for e in entries] == [1, 2, 3]
     assert all(e["status"] == "faster" and e["speedup"] > 1.0 for e in entries)
     assert entries[0]["parameters"] == {"$1": {"value": "2024-03-01", "source": SAMPLED}}
     assert entries[2]["parameters"]["$1"]["source"] == "lower-quartile histogram bound of public.orders.created_at"
-    assert outcome.evidence["speedup_min"] == min(e["speedup"] for e in entries)
+    assert evidence["speedup_min"] == min(e["speedup"] for e in entries)
     assert outcome.speedup == pytest.approx(math.prod(e["speedup"] for e in entries) ** (1 / 3), rel=1e-3)
-    assert "plan_after" in outcome.evidence and "speedup_is_lower_bound" not in outcome.evidence
+    assert "plan_after" in evidence and "speedup_is_lower_bound" not in evidence
     assert "geometric mean over 3 parameter sets" in outcome.detail
 
 
@@ -186,16 +188,16 @@ def test_candidate_right_for_one_value_only_is_not_equivalent(verifier: Verifier
     assert outcome.status is OutcomeStatus.NOT_EQUIVALENT, outcome.detail
     assert outcome.detail.startswith("on parameter set 2 of 3: ")
     assert outcome.counterexample is not None and outcome.counterexample["instance"] == "live data"
-    entries = outcome.evidence["parameter_sets"]
-    assert [(e["set"], e["status"]) for e in entries] == [(1, "faster"), (2, "not_equivalent")]
-    assert outcome.evidence["failed_parameter_set"] == 2
+    evidence = outcome.evidence.to_json()
+    assert [(e["set"], e["status"]) for e in evidence["parameter_sets"]] == [(1, "faster"), (2, "not_equivalent")]
+    assert evidence["failed_parameter_set"] == 2
 
 
 def test_single_profile_is_plain_verify(verifier: Verifier) -> None:
     profiles = verifier.prepare_sets("SELECT id FROM users WHERE id < 10")
     outcome = verifier.verify_sets(profiles, "SELECT id FROM users WHERE id <= 8")
     assert outcome.status is OutcomeStatus.NOT_EQUIVALENT
-    assert "parameter_sets" not in outcome.evidence and not outcome.detail.startswith("on parameter set")
+    assert "parameter_sets" not in outcome.evidence.to_json() and not outcome.detail.startswith("on parameter set")
 
 
 def test_lower_bound_on_any_set_reaches_the_aggregate(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -203,19 +205,20 @@ def test_lower_bound_on_any_set_reaches_the_aggregate(monkeypatch: pytest.Monkey
     verifier = Verifier(None, VerifierConfig())  # type: ignore[arg-type]
     results = iter([
         Outcome(OutcomeStatus.FASTER, "2x", speedup=2.0, original_ms=20.0, candidate_ms=10.0,
-                evidence={"plan_after": "first"}),
+                evidence=Evidence(plan_after="first")),
         Outcome(OutcomeStatus.FASTER, "at least 8x", speedup=8.0, original_ms=400.0, candidate_ms=50.0,
-                evidence={"plan_after": "second", "speedup_is_lower_bound": True}),
+                evidence=Evidence(plan_after="second", speedup_is_lower_bound=True)),
     ])
     monkeypatch.setattr(verifier, "verify", lambda profile, candidate: next(results))
-    profile = OriginalProfile(sql="", statement=None, plan=None, warmup=None,  # type: ignore[arg-type]
+    profile = OriginalProfile(statement=None, plan=None, warmup=None, columns=(),  # type: ignore[arg-type]
                               parameters={1: Chosen("1", SAMPLED)})
     outcome = verifier.verify_sets([profile, profile], "SELECT 1")
     assert outcome.status is OutcomeStatus.FASTER
     assert outcome.speedup == pytest.approx(4.0)
     assert (outcome.original_ms, outcome.candidate_ms) == (210.0, 30.0)
-    assert outcome.evidence["plan_after"] == "first"
-    assert outcome.evidence["speedup_is_lower_bound"] is True
-    assert [e["speedup_is_lower_bound"] for e in outcome.evidence["parameter_sets"]] == [False, True]
-    assert outcome.evidence["speedup_min"] == 2.0
+    evidence = outcome.evidence.to_json()
+    assert evidence["plan_after"] == "first"
+    assert evidence["speedup_is_lower_bound"] is True
+    assert [e["speedup_is_lower_bound"] for e in evidence["parameter_sets"]] == [False, True]
+    assert evidence["speedup_min"] == 2.0
     assert outcome.detail.startswith("at least 4.00x")

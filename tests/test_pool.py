@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sidecar.localdb import LocalCluster
-from sidecar.verifier_bench import ensure_fixture_database
+from laser.localdb import LocalCluster
+from laser.bench.verifier import ensure_fixture_database
 from sidecar.verify import OutcomeStatus, VerifierConfig
-from sidecar.verify.pairs import load_pairs
-from sidecar.verify.pool import Job, VerifierPool, outcome_counts
+from laser.bench.pairs import load_pairs
+from model.pool import Job, VerifierPool, outcome_counts
 
 PAIRS = Path(__file__).resolve().parent.parent / "sql" / "verifier"
 

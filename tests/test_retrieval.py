@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from sidecar.localdb import LocalCluster
-from sidecar.retrieval import (
+from laser.localdb import LocalCluster
+from sidecar.prompting.retrieval import (
     Demonstration,
     DemoPool,
     Embedder,

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from sidecar.verify.outcome import Outcome, OutcomeStatus
-from sidecar.verify.rewards import (
+from model.rewards import (
     LASER_TIERS,
     LaserRewardConfig,
     LaserTier,
@@ -23,6 +22,8 @@ from sidecar.verify.rewards import (
     spa_reward_components,
     spa_speedup_reward,
 )
+from sidecar.verify import Evidence
+from sidecar.verify.outcome import Outcome, OutcomeStatus
 
 S = OutcomeStatus
 SPEEDUPS = [0.01, 0.1, 0.3, 0.5, 0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.2, 1.5, 2.0, 4.0, 10.0, 100.0, 1e6]
@@ -31,10 +32,14 @@ FAILURES = [S.EXTRACTION_FAIL, S.GUARD_REFUSED, S.EXEC_ERROR, S.SHAPE_MISMATCH, 
 EQUIVALENT_EVIDENCE: dict[str, Any] = {"edit_distance": 0.25, "plan_changed": True}
 
 
-def timed(speedup: float, **evidence: Any) -> Outcome:
+def evidence(**facts: Any) -> Evidence:
+    return Evidence(**{**EQUIVALENT_EVIDENCE, **facts})
+
+
+def timed(speedup: float, **facts: Any) -> Outcome:
     """A verified-equivalent, timed outcome, with the status the verifier would give it."""
     status = S.FASTER if speedup >= 1.1 else S.SLOWER if speedup <= 1 / 1.1 else S.NO_CHANGE
-    return Outcome(status, speedup=speedup, evidence={**EQUIVALENT_EVIDENCE, **evidence})
+    return Outcome(status, speedup=speedup, evidence=evidence(**facts))
 
 
 def is_sorted(values: list[float], strict: bool = False) -> bool:
@@ -50,6 +55,9 @@ def is_sorted(values: list[float], strict: bool = False) -> bool:
 def test_every_status_has_a_laser_tier() -> None:
     assert set(LASER_TIERS) == set(OutcomeStatus)
     for status, tier in LASER_TIERS.items():
+        if status is S.TRIVIAL:  # not executed, but scored as the copy of the original it nearly is
+            assert tier is LaserTier.SUCCESS and not status.equivalent
+            continue
         assert (tier is LaserTier.SUCCESS) == status.equivalent, status
 
 
@@ -98,14 +106,16 @@ def test_laser_speedups_are_amplified_by_eta_and_slowdowns_are_not() -> None:
     assert laser_reward(timed(0.5), config) == pytest.approx(-0.6)
 
 
-def test_laser_has_no_dead_zone_and_scores_trivial_as_unchanged_latency() -> None:
+def test_laser_has_no_dead_zone_and_scores_untimed_as_unchanged_latency() -> None:
     assert laser_reward(timed(1.05)) > 0.0
     assert laser_reward(timed(0.97)) < 0.0
-    assert laser_reward(Outcome(S.TRIVIAL, "the plan is unchanged")) == 0.0
+    assert laser_reward(Outcome(S.TRIVIAL, "near-identical text: not executed")) == 0.0
+    assert laser_reward(Outcome(S.EQUIVALENT, "the plan is unchanged", evidence=evidence(plan_changed=False))) == 0.0
 
 
 def test_laser_components_sum_to_the_reward_and_name_one_branch() -> None:
-    for outcome in [Outcome(s) for s in FAILURES] + [Outcome(S.TRIVIAL)] + [timed(s) for s in SPEEDUPS]:
+    for outcome in [Outcome(s) for s in FAILURES] + [Outcome(S.TRIVIAL), Outcome(S.EQUIVALENT)] \
+            + [timed(s) for s in SPEEDUPS]:
         parts = laser_reward_components(outcome)
         assert set(parts) == {"format", "execution", "semantic", "efficiency", "total"}
         assert parts["total"] == pytest.approx(laser_reward(outcome))
@@ -134,7 +144,7 @@ def test_laser_config_is_validated(kwargs: dict[str, float]) -> None:
 
 @pytest.mark.parametrize("speedup", [0.0, -1.0, float("nan")])
 def test_a_timed_outcome_without_a_speedup_is_an_error(speedup: float) -> None:
-    outcome = Outcome(S.FASTER, speedup=speedup, evidence=dict(EQUIVALENT_EVIDENCE))
+    outcome = Outcome(S.FASTER, speedup=speedup, evidence=evidence())
     with pytest.raises(ValueError, match="positive speedup"):
         laser_reward(outcome)
     with pytest.raises(ValueError, match="positive speedup"):
@@ -171,9 +181,9 @@ def test_spa_dead_zone_is_neutral_and_continuous_at_its_edges() -> None:
 
 
 def test_spa_milestones_are_cumulative_and_follow_the_status() -> None:
-    outcomes = [Outcome(s, evidence=dict(EQUIVALENT_EVIDENCE)) for s in FAILURES]
-    outcomes += [Outcome(S.TRIVIAL, evidence={"edit_distance": d, "plan_changed": p})
-                 for d in (0.0, 0.3) for p in (False, True)]
+    outcomes = [Outcome(s, evidence=evidence()) for s in FAILURES]
+    outcomes += [Outcome(status, evidence=Evidence(edit_distance=d, plan_changed=p))
+                 for status in (S.TRIVIAL, S.EQUIVALENT) for d in (0.0, 0.3) for p in (False, True)]
     outcomes += [timed(s) for s in SPEEDUPS]
     for outcome in outcomes:
         m = spa_milestones(outcome)
@@ -183,12 +193,13 @@ def test_spa_milestones_are_cumulative_and_follow_the_status() -> None:
             assert not m.equivalence
 
 
-def test_spa_trivial_never_gets_plan_or_speedup_reward() -> None:
+def test_spa_trivial_and_untimed_never_get_a_speedup_reward() -> None:
     for d in (0.0, 0.005, 0.3, None):
         for p in (False, True, None):
-            evidence = {k: v for k, v in (("edit_distance", d), ("plan_changed", p)) if v is not None}
-            parts = spa_reward_components(Outcome(S.TRIVIAL, evidence=evidence))
-            assert parts["plan"] == 0.0 and parts["speedup"] == 0.0, evidence
+            facts = Evidence(edit_distance=d, plan_changed=p)
+            trivial = spa_reward_components(Outcome(S.TRIVIAL, evidence=facts))
+            assert trivial["equivalence"] == trivial["plan"] == trivial["speedup"] == 0.0, facts
+            assert spa_reward_components(Outcome(S.EQUIVALENT, evidence=facts))["speedup"] == 0.0, facts
 
 
 def test_spa_edit_distance_threshold_gates_the_equivalence_reward() -> None:
@@ -205,22 +216,23 @@ def test_spa_unchanged_plan_gets_no_plan_or_speedup_reward() -> None:
     assert parts == {"syntax": 1.0, "equivalence": 1.0, "plan": 0.0, "speedup": 0.0, "total": 2.0}
 
 
-def test_spa_is_robust_to_missing_or_malformed_evidence() -> None:
+def test_spa_is_robust_to_missing_evidence() -> None:
     assert spa_reward(Outcome(S.FASTER, speedup=2.2)) == pytest.approx(3.6)
-    assert spa_reward(Outcome(S.FASTER, speedup=2.2, evidence={"edit_distance": "x",
-                                                               "plan_changed": "yes"})) == pytest.approx(3.6)
-    assert spa_reward(Outcome(S.TRIVIAL)) == 1.0  # unknown reason: conservatively not non-trivial
+    assert spa_reward(Outcome(S.FASTER, speedup=2.2, evidence=Evidence(edit_distance=float("nan")))) \
+        == pytest.approx(3.6)
+    assert spa_reward(Outcome(S.TRIVIAL)) == 1.0  # runs, but near-identical: syntax only
+    assert spa_reward(Outcome(S.EQUIVALENT)) == 2.0  # past the text filter, plan unknown: not changed
     assert spa_reward(Outcome(S.NOT_EQUIVALENT)) == 1.0
 
 
 def test_spa_failure_ordering() -> None:
     fmt, refused, exe = (spa_reward(Outcome(s)) for s in (S.EXTRACTION_FAIL, S.GUARD_REFUSED, S.EXEC_ERROR))
-    sem = [spa_reward(Outcome(s, evidence=dict(EQUIVALENT_EVIDENCE)))
+    sem = [spa_reward(Outcome(s, evidence=evidence()))
            for s in (S.SHAPE_MISMATCH, S.NOT_EQUIVALENT, S.UNVERIFIABLE)]
     assert fmt == refused == exe == 0.0
     assert all(r == 1.0 for r in sem)
-    trivial_text = spa_reward(Outcome(S.TRIVIAL, evidence={"edit_distance": 0.0, "plan_changed": False}))
-    trivial_plan = spa_reward(Outcome(S.TRIVIAL, evidence={"edit_distance": 0.3, "plan_changed": False}))
+    trivial_text = spa_reward(Outcome(S.TRIVIAL, evidence=Evidence(edit_distance=0.0, plan_changed=False)))
+    trivial_plan = spa_reward(Outcome(S.EQUIVALENT, evidence=Evidence(edit_distance=0.3, plan_changed=False)))
     assert exe < sem[0] <= trivial_text < trivial_plan
     # every measured equivalent, plan-changing rewrite is above a same-plan one: Rs > -1 = -Rplan
     assert all(spa_reward(timed(s)) > trivial_plan for s in SPEEDUPS)
@@ -294,12 +306,12 @@ def test_configs_are_frozen() -> None:
         SpaRewardConfig().dead_zone = 0.2  # type: ignore[misc]
 
 
-def test_rewards_module_imports_only_the_standard_library_and_outcome() -> None:
+def test_rewards_module_imports_only_the_standard_library_and_the_outcome() -> None:
     import ast
     import sys
     from pathlib import Path
 
-    from sidecar.verify import rewards
+    from model import rewards
 
     tree = ast.parse(Path(rewards.__file__).read_text())
     for node in ast.walk(tree):
@@ -311,5 +323,5 @@ def test_rewards_module_imports_only_the_standard_library_and_outcome() -> None:
             continue
         for name in names:
             root = name.split(".")[0]
-            assert name == "sidecar.verify.outcome" or root == "__future__" \
+            assert name in ("sidecar.verify.outcome", "sidecar.verify.evidence") or root == "__future__" \
                 or root in sys.stdlib_module_names, name

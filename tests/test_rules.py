@@ -16,7 +16,7 @@ import sqlglot
 from sqlglot import exp
 
 from sidecar.backends.base import Prompt
-from sidecar.backends.rules import RulesBackend
+from sidecar.backends.rules import RulesBackend, completion
 from sidecar.catalog import Catalog, load_catalog, referenced_tables
 from sidecar.rules import RULES
 from sidecar.rules.runner import rewrite_candidates
@@ -238,17 +238,25 @@ def test_beam_search_keeps_to_its_deadline_and_drops_unplannable(demo_catalog: C
 
 def test_rules_backend_searches_when_the_planner_is_at_hand(demo_catalog: Catalog,
                                                            demo_conn: psycopg.Connection) -> None:
+    class ConnectionPlanner:
+        cost = staticmethod(_planner_cost(demo_conn))
+
+        @staticmethod
+        def rows(sql: str) -> float | None:
+            return None
+
     backend = RulesBackend()
     plain = backend.generate([Prompt(SEQUENCE_QUERY, demo_catalog)], n=20)[0]
-    report: dict = {}
-    searched = backend.generate([Prompt(SEQUENCE_QUERY, demo_catalog, cost=_planner_cost(demo_conn),
-                                        search=report)], n=20)[0]
+    search = backend.search(SEQUENCE_QUERY, demo_catalog, ConnectionPlanner())
+    searched = [completion(c) for c in search.candidates[:20]]
     assert {c.text for c in plain} & {c.text for c in searched}
     assert any("+" in c.source for c in searched)
-    assert report["kind"] == "beam" and report["candidates"] >= len(searched)
-    assert report["planned"] >= report["candidates"] and not report["out_of_time"]
-    for completion in searched:
-        assert completion.source == "rules:" + "+".join(completion.details["rules"])
-        assert completion.details["estimated_cost"] > 0
+    report = search.report
+    assert report.kind == "beam" and report.candidates >= len(searched)
+    assert report.planned is not None and report.planned >= report.candidates and not report.out_of_time
+    for found in searched:
+        assert found.source == "rules:" + "+".join(found.details["rules"])
+        assert found.details["estimated_cost"] > 0
     assert [c.details["estimated_cost"] for c in searched] == sorted(c.details["estimated_cost"] for c in searched)
     assert all("estimated_cost" not in c.details for c in plain)
+    assert backend.search(SEQUENCE_QUERY, demo_catalog).report.kind == "each rule, then all composed"

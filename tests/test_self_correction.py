@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from sidecar import demo
+from laser import demo
 from sidecar.backends.base import Completion, Message, ModelInfo, Prompt
 from sidecar.backends.rules import RulesBackend
 from sidecar.config import SidecarConfig
 from sidecar.pipeline import RewritePipeline
-from sidecar.retrieval import DemoPool
+from sidecar.prompting.retrieval import DemoPool
 
 SLOW = "SELECT count(*) AS n FROM orders WHERE created_at::date = DATE '2024-03-01'"
 FAST = ("SELECT count(*) AS n FROM orders WHERE created_at >= DATE '2024-03-01' "
@@ -58,7 +58,7 @@ def config(cluster) -> SidecarConfig:
 
 def rewrite(config: SidecarConfig, backend: ScriptedBackend, query: str = SLOW, rules: bool = False,
             pool: DemoPool | None = None, pipeline: RewritePipeline | None = None):
-    pipeline = pipeline or RewritePipeline(config, backend, rules=RulesBackend() if rules else None,
+    pipeline = pipeline or RewritePipeline(config, model=backend, rules=RulesBackend() if rules else None,
                                            demonstrations=pool)
     return pipeline.rewrite(query, demo.DEMO_DB, demo.DEMO_ROLE, demo.DEMO_ROLE)
 
@@ -160,12 +160,12 @@ def test_rules_and_model_share_one_pool(config) -> None:
 def test_own_verified_wins_become_demonstrations(config, admin) -> None:
     admin.execute("DELETE FROM laser.rewrite_wins")  # laser_rewrite's wins from other tests would compete
     pool = DemoPool(embedder=None)
-    pipeline = RewritePipeline(config, ScriptedBackend([fenced(FAST)]), demonstrations=pool)
-    first = rewrite(config, pipeline.backend, pipeline=pipeline)  # type: ignore[arg-type]
+    pipeline = RewritePipeline(config, model=ScriptedBackend([fenced(FAST)]), demonstrations=pool)
+    first = rewrite(config, pipeline.model, pipeline=pipeline)  # type: ignore[arg-type]
     assert first.status == "improved" and first.speedup >= 1.5
     other = SLOW.replace("2024-03-01", "2024-04-02")
     backend = ScriptedBackend(["no idea"] * 4)
-    pipeline.backend = backend
+    pipeline.model = backend
     second = rewrite(config, backend, query=other, pipeline=pipeline)
     user = backend.prompts[0][1].content
     assert "Example 1, a verified rewrite on this database" in user and FAST in user
@@ -212,7 +212,7 @@ def test_database_demonstrations_are_the_callers_verified_advisories(config, adm
 
 def test_a_reformatted_query_is_answered_from_the_cache(config) -> None:
     backend = ScriptedBackend([fenced(FAST)])
-    pipeline = RewritePipeline(config, backend)
+    pipeline = RewritePipeline(config, model=backend)
     first = rewrite(config, backend, pipeline=pipeline)
     layout = SLOW.replace("SELECT count(*)", "select   COUNT(*)\n").replace(" WHERE ", "\n  where ")
     again = rewrite(config, backend, query=layout, pipeline=pipeline)

@@ -13,7 +13,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from laser_proto import laser_pb2, laser_pb2_grpc
-from sidecar import daemon
+from laser import daemon
 from sidecar.config import SidecarConfig
 
 

@@ -75,11 +75,13 @@ def test_faster_rewrite_is_measured(verifier: Verifier) -> None:
     outcome = verifier.verify(verifier.prepare(original), candidate)
     assert outcome.status is OutcomeStatus.FASTER, outcome
     assert outcome.speedup >= 1.1
-    latencies = outcome.evidence["latencies_ms"]
-    assert len(latencies["original"]) == len(latencies["candidate"]) == 3
-    assert outcome.evidence["plan_changed"] is True
-    assert "orders_created_at_idx" in outcome.evidence["plan_after"]
-    assert outcome.evidence["equivalence"]["original_hash"] == outcome.evidence["equivalence"]["candidate_hash"]
+    evidence = outcome.evidence
+    assert evidence.latencies is not None
+    assert len(evidence.latencies.original) == len(evidence.latencies.candidate) == 3
+    assert evidence.plan_changed is True
+    assert evidence.plan_after is not None and "orders_created_at_idx" in evidence.plan_after
+    assert evidence.equivalence is not None
+    assert evidence.equivalence.original_hash == evidence.equivalence.candidate_hash
 
 
 def test_slow_candidate_is_cut_off_and_slower(verifier: Verifier) -> None:

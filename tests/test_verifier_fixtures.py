@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.localdb import LocalCluster
-from sidecar.verifier_bench import ensure_fixture_database
+from laser.localdb import LocalCluster
+from laser.bench.verifier import ensure_fixture_database
 from sidecar.verify import OutcomeStatus, ReadOnlySession, Verifier, VerifierConfig
-from sidecar.verify.pairs import Pair, load_pairs
+from laser.bench.pairs import Pair, load_pairs
 
 FIXTURES = Path(__file__).resolve().parent.parent / "sql" / "verifier"
 
@@ -47,9 +47,9 @@ def test_equivalent_pair_is_verified(verifier: Verifier, pair: Pair) -> None:
     outcome = verifier.verify(verifier.prepare(pair.original), pair.candidate)
     assert outcome.equivalent, (f"{pair.name} ({pair.why}): {outcome.status.value}: {outcome.detail}\n"
                                 f"{outcome.counterexample}")
-    tried = outcome.evidence["perturbed_instances"]
-    assert "skipped" not in tried, tried
-    assert len(tried["instances"]) >= 5
+    tried = outcome.evidence.perturbed_instances
+    assert tried is not None and not tried.skipped, tried
+    assert len(tried.tried) >= 5
 
 
 @pytest.mark.parametrize("pair", NOT_EQUIVALENT, ids=[p.name for p in NOT_EQUIVALENT])

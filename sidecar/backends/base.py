@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -25,7 +25,7 @@ class Prompt:
     catalog: Catalog
     """Schema facts of the tables the query references."""
     messages: tuple[Message, ...] = ()
-    """The rendered model prompt as chat turns (sidecar.prompts); backends without a model ignore it.
+    """The rendered model prompt as chat turns (sidecar.prompting.prompts); backends without a model ignore it.
     A backend applies its tokenizer's chat template, or :func:`plain_text` where there is none."""
     cost: Callable[[str], float | None] | None = field(default=None, compare=False, repr=False)
     """The planner's cost estimate of a SQL text (None: it cannot be planned), for backends that

@@ -12,7 +12,7 @@ one only when none is).
 
 Estimates come in through the catalog: ``catalog.scan_rows`` holds the EXPLAIN row estimate of each
 item's probe ``SELECT * FROM <item> AS <alias> [WHERE <the conjuncts on that item alone>]`` (see
-:func:`scan_probes` and :func:`sidecar.catalog.load_scan_estimates`). A base table without a probe
+:func:`scan_probes` and :func:`with_scan_estimates`, which the rules backend calls with the planner). A base table without a probe
 estimate falls back to its ``reltuples``; a CTE reference or derived table without one refuses.
 
 Constraints relied on (each checked; any failure leaves that SELECT unchanged, and the rule returns
@@ -64,7 +64,8 @@ SELECT f.a_id FROM a JOIN f ON a.id = f.a_id JOIN b ON b.id = f.b_id WHERE a.x =
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 from sqlglot import exp
 
@@ -144,6 +145,24 @@ def scan_probes(sql: str, catalog: Catalog) -> list[str]:
         if analysis is not None:
             probes.update(dict.fromkeys(analysis.probes.values()))
     return list(probes)
+
+
+def with_scan_estimates(sql: str, catalog: Catalog, rows: Callable[[str], float | None]) -> Catalog:
+    """``catalog`` with the planner's row estimate of each probe this rule needs for ``sql`` (a probe
+    the planner cannot estimate is left out: the rule then falls back to ``reltuples``).
+
+    >>> from sidecar.catalog import Column, Table
+    >>> t = lambda name: Table("public", name, (Column("id", "integer", False),), row_estimate=10)
+    >>> small = Catalog({f"public.{n}": t(n) for n in "ab"}, join_collapse_limit=1)
+    >>> with_scan_estimates("SELECT 1 FROM a JOIN b ON a.id = b.id", small, lambda probe: 3.0).scan_rows
+    {'SELECT * FROM a': 3.0, 'SELECT * FROM b': 3.0}
+    """
+    estimates = dict(catalog.scan_rows)
+    for probe in scan_probes(sql, catalog):
+        estimate = rows(probe)
+        if estimate is not None:
+            estimates[probe] = estimate
+    return replace(catalog, scan_rows=estimates)
 
 
 def _analyze(select: exp.Select, catalog: Catalog) -> _Analysis | None:

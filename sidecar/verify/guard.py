@@ -1,14 +1,18 @@
 """Guard: admit exactly one read-only statement, refuse everything else with a specific reason.
 
-Parses with PostgreSQL's own grammar (pglast, in the sidecar process; never inside a backend).
+Parses with PostgreSQL's own grammar (pglast, in the sidecar process; never inside a backend), once:
+the admitted :class:`Statement` carries its parse tree and its normalized text, and every later step
+(EXPLAIN, execution, perturbed instances, parameter binding) works from those.
 """
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pglast
 from pglast import ast
+from pglast.parser import scan
 
 MAX_QUERY_BYTES = 256 * 1024
 
@@ -39,10 +43,40 @@ class GuardError(ValueError):
     """The statement is not a single read-only query; the message says exactly why."""
 
 
-def guard(sql: str) -> ast.RawStmt:
-    """Return the parsed statement if `sql` is one read-only query, else raise GuardError.
+@dataclass(frozen=True)
+class Statement:
+    """One admitted read-only statement: its text, normalized, and its parse tree."""
 
-    >>> _ = guard("SELECT 1")
+    text: str
+    """The statement as written, without a trailing terminator (`;`) or trailing comments, so
+    that it can be composed into EXPLAIN, PREPARE or a cursor; comments inside and in front of it
+    (which may carry planner hints) are kept."""
+    tree: ast.SelectStmt
+    """Its parse tree (PostgreSQL's grammar)."""
+
+    @property
+    def tables(self) -> tuple[tuple[str | None, str], ...]:
+        """(schema or None, name) of every table it reads, CTE names excluded, sorted.
+
+        >>> guard("WITH t AS (SELECT * FROM orders) SELECT * FROM t JOIN public.users u ON true").tables
+        ((None, 'orders'), ('public', 'users'))
+        """
+        ctes = {cte.ctename for node in _walk(self.tree) if isinstance(node, ast.WithClause)
+                for cte in node.ctes or ()}
+        found: dict[tuple[str | None, str], None] = {}
+        for node in _walk(self.tree):
+            if isinstance(node, ast.RangeVar) and not (node.schemaname is None and node.relname in ctes):
+                found[(node.schemaname, node.relname)] = None
+        return tuple(sorted(found, key=lambda name: (name[0] or "", name[1])))
+
+
+def guard(sql: str) -> Statement:
+    """The admitted statement if `sql` is one read-only query, else raise GuardError.
+
+    >>> guard("SELECT 1 ;  -- the answer").text
+    'SELECT 1'
+    >>> guard("/*+ SeqScan(t) */ SELECT a FROM t -- trailing").text
+    '/*+ SeqScan(t) */ SELECT a FROM t'
     >>> guard("DELETE FROM orders")
     Traceback (most recent call last):
     ...
@@ -58,16 +92,15 @@ def guard(sql: str) -> ast.RawStmt:
         raise GuardError(
             f"the query is {len(sql.encode('utf-8'))} bytes; at most {MAX_QUERY_BYTES} are accepted"
         )
-    if not sql.strip() or not _has_content(sql):
-        raise GuardError("the query is empty")
     try:
         statements = pglast.parse_sql(sql)
     except pglast.parser.ParseError as exc:
         raise GuardError(f"syntax error: {exc}") from None
+    if not statements:
+        raise GuardError("the query is empty")
     if len(statements) != 1:
         raise GuardError(f"exactly one statement is accepted; got {len(statements)}")
-    raw = statements[0]
-    top = raw.stmt
+    top = statements[0].stmt
     if not isinstance(top, ast.SelectStmt):
         raise GuardError(
             "only read-only queries are accepted (SELECT, WITH ... SELECT, VALUES); "
@@ -75,15 +108,16 @@ def guard(sql: str) -> ast.RawStmt:
         )
     for node in _walk(top):
         _check_node(node)
-    return raw
+    return Statement(_trimmed(sql), top)
 
 
-def _has_content(sql: str) -> bool:
-    """False when the text is only comments and semicolons."""
-    try:
-        return bool(pglast.parse_sql(sql))
-    except pglast.parser.ParseError:
-        return True  # let the caller report the syntax error
+def _trimmed(sql: str) -> str:
+    """The text from its start up to the last token that is neither a comment nor a terminator.
+
+    A trailing `;` or `-- comment` would break any composition that puts text after the statement.
+    """
+    tokens = [t for t in scan(sql) if t.name not in ("SQL_COMMENT", "C_COMMENT", "ASCII_59")]
+    return sql[: tokens[-1].end + 1].strip() if tokens else sql.strip()
 
 
 def _statement_kind(node: ast.Node) -> str:

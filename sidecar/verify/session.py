@@ -13,8 +13,14 @@ from typing import Any, cast
 
 import psycopg
 from psycopg import errors, sql
+from psycopg.pq.abc import PGresult
+
+Query = str | sql.Composable
+"""A statement to run: an admitted statement's text, or a composition of psycopg.sql parts."""
 
 APPLICATION_NAME = "laser-verifier"
+_PREPARED = "laser_prepared"
+"""The name under which a statement is PREPAREd to describe it or to EXPLAIN its generic plan."""
 MARKER = "/* laser-verifier */ "
 """Leads every query the verifier times or runs on instances, so that pg_stat_statements entries it
 creates (e.g. a parameterized statement run with literal values) are recognisable and never
@@ -187,12 +193,12 @@ class ReadOnlySession:
         with self.transaction():
             pass
 
-    def run(self, statement: str, timeout_ms: int | None = None, fetch: bool = True) -> Run:
+    def run(self, statement: Query, timeout_ms: int | None = None, fetch: bool = True) -> Run:
         """Execute `statement` once and return its rows (or its error), timing the round trip."""
         with self.transaction(timeout_ms) as cur:
             return self._timed(cur, statement, fetch)
 
-    def run_many(self, statements: list[str], timeout_ms: int | None = None) -> list[Run]:
+    def run_many(self, statements: list[Query], timeout_ms: int | None = None) -> list[Run]:
         """Execute statements in order, in ONE snapshot, so their results are comparable.
 
         Each statement runs under a savepoint: a failure of one does not abort the others.
@@ -209,11 +215,23 @@ class ReadOnlySession:
 
     def explain(self, statement: str, timeout_ms: int | None = None) -> tuple[dict[str, Any] | None, Run]:
         """EXPLAIN (FORMAT JSON) without executing; returns (plan, run) where run carries any error."""
-        run = self.run("EXPLAIN (FORMAT JSON) " + statement, timeout_ms)
+        run = self.run(sql.SQL("EXPLAIN (FORMAT JSON) ") + sql.SQL(statement), timeout_ms)  # type: ignore[arg-type]
         if not run.ok or not run.rows:
             return None, run
         document = run.rows[0][0]
         return cast(dict[str, Any], document[0]["Plan"]), run
+
+    def describe(self, statement: str, timeout_ms: int | None = None) -> tuple[tuple[Column, ...], Run]:
+        """The result columns (names and type oids) of `statement`, learned by preparing it, not by
+        running it; returns (columns, run) where run carries any error."""
+        start = time.perf_counter()
+        with self._prepared(statement, timeout_ms) as prepared:
+            if isinstance(prepared, Run):
+                return (), prepared
+            encoding = self._conn.info.encoding
+            columns = tuple(Column(prepared.fname(i).decode(encoding), prepared.ftype(i))
+                            for i in range(prepared.nfields))
+        return columns, Run(elapsed_ms=(time.perf_counter() - start) * 1000.0, columns=columns)
 
     def explain_generic(self, statement: str, timeout_ms: int | None = None) -> tuple[dict[str, Any] | None, Run, int]:
         """EXPLAIN the generic plan of a statement with `$n` parameters; returns (plan, run, parameter count).
@@ -221,41 +239,62 @@ class ReadOnlySession:
         PREPARE leaves the parameter types to PostgreSQL's inference; with plan_cache_mode =
         force_generic_plan, EXECUTE with NULLs shows the plan that serves every value.
         """
-        name = "laser_generic_plan"
         start = time.perf_counter()
-        try:
-            with self.transaction(timeout_ms) as cur:
-                try:
-                    cur.execute(sql.SQL("PREPARE {} AS ").format(sql.Identifier(name))
-                                + sql.SQL(statement))  # type: ignore[arg-type]
-                    described = self._conn.pgconn.describe_prepared(name.encode())
-                    count = described.nparams
-                    cur.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-                    cur.execute(sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE {}{}").format(
-                        sql.Identifier(name),
-                        sql.SQL("({})".format(", ".join(["NULL"] * count)) if count else "")))
-                    row = cur.fetchone()
-                except errors.QueryCanceled:
-                    return None, Run(elapsed_ms=(time.perf_counter() - start) * 1000.0, timed_out=True), 0
-                except psycopg.OperationalError:
-                    raise
-                except psycopg.Error as exc:
-                    return None, _failed(start, exc), 0
-        finally:
-            if not self._conn.closed and not self._conn.broken:
-                if self._conn.execute("SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE name = %s",
-                                      (name,)).fetchone():
-                    self._conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
+        with self._prepared(statement, timeout_ms) as prepared:
+            if isinstance(prepared, Run):
+                return None, prepared, 0
+            count = prepared.nparams
+            cur = self._conn.cursor()
+            try:
+                cur.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+                cur.execute(sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE {}{}").format(
+                    sql.Identifier(_PREPARED),
+                    sql.SQL("({})".format(", ".join(["NULL"] * count)) if count else "")))
+                row = cur.fetchone()
+            except errors.QueryCanceled:
+                return None, Run(elapsed_ms=(time.perf_counter() - start) * 1000.0, timed_out=True), 0
+            except psycopg.OperationalError:
+                raise
+            except psycopg.Error as exc:
+                return None, _failed(start, exc), 0
+            finally:
+                cur.close()
         assert row is not None
         run = Run(elapsed_ms=(time.perf_counter() - start) * 1000.0, rows=[row])
         return cast(dict[str, Any], row[0][0]["Plan"]), run, count
 
-    def _timed(self, cur: psycopg.Cursor[Any], statement: str, fetch: bool) -> Run:
+    @contextmanager
+    def _prepared(self, statement: str, timeout_ms: int | None) -> Iterator[PGresult | Run]:
+        """`statement` PREPAREd (never executed) in a read-only transaction as the caller, and its
+        description; a Run with the error (or the timeout) instead when PostgreSQL refuses it."""
         start = time.perf_counter()
+        try:
+            with self.transaction(timeout_ms) as cur:
+                try:
+                    cur.execute(sql.SQL("PREPARE {} AS ").format(sql.Identifier(_PREPARED))
+                                + sql.SQL(statement))  # type: ignore[operator]
+                except errors.QueryCanceled:
+                    yield Run(elapsed_ms=(time.perf_counter() - start) * 1000.0, timed_out=True)
+                    return
+                except psycopg.OperationalError:
+                    raise
+                except psycopg.Error as exc:
+                    yield _failed(start, exc)
+                    return
+                yield self._conn.pgconn.describe_prepared(_PREPARED.encode())
+        finally:
+            if not self._conn.closed and not self._conn.broken:
+                if self._conn.execute("SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE name = %s",
+                                      (_PREPARED,)).fetchone():
+                    self._conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(_PREPARED)))
+
+    def _timed(self, cur: psycopg.Cursor[Any], statement: Query, fetch: bool) -> Run:
+        start = time.perf_counter()
+        composed = sql.SQL(MARKER) + (sql.SQL(statement) if isinstance(statement, str) else statement)  # type: ignore[arg-type]
         try:
             # Extended protocol: psycopg sends the text as one prepared statement, so a second
             # statement hidden in it is rejected by the server as well as by the guard.
-            cur.execute(cast(Any, MARKER + statement), prepare=False)
+            cur.execute(composed, prepare=False)
             too_many = cur.rowcount > self.max_rows
             rows = cur.fetchall() if (fetch and cur.description is not None and not too_many) else None
             elapsed = (time.perf_counter() - start) * 1000.0
@@ -340,7 +379,7 @@ class Scratch:
             raise SessionError("seal() the scratch transaction before running statements in it")
         if timeout_ms is not None:
             self._cur.execute("SELECT set_config('statement_timeout', %s, true)", (str(int(timeout_ms)),))
-        marked = MARKER + statement if isinstance(statement, str) else sql.SQL(MARKER) + statement
+        marked = sql.SQL(MARKER) + (sql.SQL(statement) if isinstance(statement, str) else statement)  # type: ignore[arg-type]
         self._cur.execute(cast(Any, marked), params, prepare=False)
         return self._cur.fetchall() if self._cur.description is not None else []
 

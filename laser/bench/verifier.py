@@ -3,9 +3,13 @@ parallel pool scales — measured on the SQL-pair fixtures (sql/verifier/) in th
 
 Overhead per pair = wall time of prepare + verify − the time the same executions of Q and R take
 on their own (warm-up and timed runs for pairs that get timed; one run each otherwise).
+
+`--demo` adds the same view on bigger tables: the demo database's slow queries, each with the rules
+backend's best candidate, verification time and the share of it spent on perturbed instances.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -16,11 +20,13 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from sidecar import demo
-from sidecar.localdb import LocalCluster, project_root
-from sidecar.verify import ReadOnlySession, Verifier, VerifierConfig
-from sidecar.verify.pairs import Pair, load_pairs
-from sidecar.verify.pool import Job, VerifierPool, outcome_counts
+from laser import demo
+from laser.bench.pairs import Pair, load_pairs
+from laser.localdb import LocalCluster, bring_up, project_root
+from model.pool import Job, VerifierPool, outcome_counts
+from sidecar.backends.rules import RulesBackend
+from sidecar.catalog import load_catalog
+from sidecar.verify import ReadOnlySession, Verifier, VerifierConfig, guard
 
 FIXTURE_DB = "laser_fixtures"
 PAIRS_DIR = project_root() / "sql" / "verifier"
@@ -57,7 +63,8 @@ def measure_overhead(dsn: str, pairs: list[Pair], config: VerifierConfig, progre
                 for sql_text in (pair.original, pair.candidate):
                     run = session.run(sql_text)
                     bare += run.elapsed_ms
-            perturbed = outcome.evidence.get("perturbed_instances", {}).get("elapsed_ms", 0.0)
+            instances = outcome.evidence.perturbed_instances
+            perturbed = instances.elapsed_ms if instances else 0.0
             rows.append({"pair": pair.name, "status": outcome.status.value, "verify_ms": wall,
                          "execution_ms": bare, "overhead_ms": wall - bare, "perturbed_ms": perturbed})
             if progress and (i % 10 == 0 or i == len(pairs)):
@@ -99,8 +106,58 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def measure_demo(dsn: str, config: VerifierConfig, progress: bool = True) -> list[dict[str, Any]]:
+    """Per demo query: the original, the rules backend's best verified candidate, and what verifying
+    it cost (the whole verification, and the perturbed instances within it)."""
+    backend = RulesBackend()
+    rows: list[dict[str, Any]] = []
+    with ReadOnlySession.connect(dsn, None, statement_timeout_ms=config.statement_timeout_ms) as session:
+        verifier = Verifier(session, config)
+        for query in demo.demo_queries():
+            statement = guard(query.sql)
+            original = verifier.prepare(statement)
+            catalog = load_catalog(session.connection, statement.tables)
+            verdicts = []
+            for candidate in backend.search(query.sql, catalog).candidates[:8]:
+                started = time.perf_counter()
+                outcome = verifier.verify(original, candidate.sql)
+                verdicts.append((outcome, candidate, (time.perf_counter() - started) * 1000.0))
+            row: dict[str, Any] = {"query": query.name, "original_ms": original.warmup.elapsed_ms}
+            if verdicts:
+                outcome, best, verify_ms = max(verdicts, key=lambda v: (v[0].equivalent, v[0].speedup))
+                instances = outcome.evidence.perturbed_instances
+                row.update(rewrite_ms=outcome.candidate_ms, original_ms=outcome.original_ms,
+                           speedup=outcome.speedup, status=outcome.status.value, verify_ms=verify_ms,
+                           perturbed_ms=instances.elapsed_ms if instances else 0.0, rules=list(best.rules))
+            rows.append(row)
+            if progress:
+                print(f"  demo: {query.name}: {row.get('status', 'no candidate')}", flush=True)
+    return rows
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", default="1,2,4", help="pool sizes to measure, comma-separated")
+    parser.add_argument("--repeat", type=int, default=2, help="times each pair is queued for the pool")
+    parser.add_argument("--demo", action="store_true",
+                        help="also measure verification on the demo database's slow queries (loads it if needed)")
+    parser.add_argument("--out", help="JSON report path (default: <state dir>/bench/verifier.json)")
+
+
+def main(args: argparse.Namespace) -> int:
+    cluster = LocalCluster.default()
+    print("starting the local PostgreSQL cluster ...", flush=True)
+    bring_up(cluster)
+    workers = [int(w) for w in args.workers.split(",")]
+    out = Path(args.out) if args.out else cluster.state_dir / "bench" / "verifier.json"
+    report = run(cluster, workers, args.repeat, out, with_demo=args.demo)
+    print()
+    print(format_report(report))
+    print(f"\nfull report: {out}")
+    return 0
+
+
 def run(cluster: LocalCluster, workers: list[int], repeat: int, out: Path | None,
-        progress: bool = True) -> dict[str, Any]:
+        progress: bool = True, with_demo: bool = False) -> dict[str, Any]:
     dsn = ensure_fixture_database(cluster)
     pairs = all_pairs()
     config = VerifierConfig()
@@ -115,6 +172,10 @@ def run(cluster: LocalCluster, workers: list[int], repeat: int, out: Path | None
         "overhead": measure_overhead(dsn, pairs, config, progress),
         "pool": measure_pool(dsn, pairs, config, workers, repeat, progress),
     }
+    if with_demo:
+        demo.ensure_demo_database(cluster)
+        report["demo"] = measure_demo(cluster.dsn(demo.DEMO_DB, demo.DEMO_ROLE),
+                                      VerifierConfig(statement_timeout_ms=60_000), progress)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2))
@@ -137,6 +198,17 @@ def format_report(report: dict[str, Any]) -> str:
     for p in report["pool"]:
         lines.append(f"  {p['workers']:>7}  {p['jobs']:>4}  {p['seconds']:>7.1f}  {p['jobs_per_s']:>6.1f}  "
                      f"{p['jobs_per_s'] / base:>7.2f}x")
+    if "demo" in report:
+        lines += ["demo database, best rules candidate per query:",
+                  f"  {'query':<36} {'original ms':>11} {'rewrite ms':>10} {'speedup':>8}  {'outcome':<14} "
+                  f"{'verify ms':>9} {'perturbed ms':>12}"]
+        for row in report["demo"]:
+            if "status" not in row:
+                lines.append(f"  {row['query']:<36} {row['original_ms']:>11.1f}  no candidate")
+                continue
+            lines.append(f"  {row['query']:<36} {row['original_ms']:>11.1f} {row['rewrite_ms']:>10.1f} "
+                         f"{row['speedup']:>7.1f}x  {row['status']:<14} {row['verify_ms']:>9.1f} "
+                         f"{row['perturbed_ms']:>12.1f}")
     return "\n".join(lines)
 
 

@@ -26,10 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from sidecar.verify.evidence import Evidence
 from sidecar.verify.outcome import Outcome, OutcomeStatus
-
-# The statuses for which the verifier measured latency: `Outcome.speedup` is T(Q)/T(R).
-_TIMED = frozenset({OutcomeStatus.SLOWER, OutcomeStatus.NO_CHANGE, OutcomeStatus.FASTER})
 
 
 # --------------------------------------------------------------------------------------------
@@ -69,9 +67,14 @@ LASER_TIERS: Mapping[OutcomeStatus, LaserTier] = MappingProxyType(
         # not hold, so this is the ¬Equiv branch. Conservative: never rewarded as a success, and never
         # punished harder than a candidate that ran and was proven wrong.
         OutcomeStatus.UNVERIFIABLE: LaserTier.SEMANTIC,
-        # Verified equivalent. TRIVIAL is not timed by the verifier (the same plan, or near-identical
-        # text); LASER has no triviality filter, so it is a Success scored at Tq' = T0, i.e. F = 0.
+        # Near-identical text: the verifier does not execute it (SPA's filter, applied before the
+        # equivalence check to save the run). LASER has no triviality filter: such a rewrite is, but
+        # for a changed character or two, the original, equivalent at Tq' = T0, so F = 0 — what an
+        # exact copy of the original scores. Scoring it ρsem instead would punish copies harder than
+        # the paper does; scoring it 0 gives no incentive to change a literal, as a copy scores 0 too.
         OutcomeStatus.TRIVIAL: LaserTier.SUCCESS,
+        # Verified equivalent, not timed because its plan is the original's: Tq' = T0, F = 0.
+        OutcomeStatus.EQUIVALENT: LaserTier.SUCCESS,
         OutcomeStatus.SLOWER: LaserTier.SUCCESS,
         OutcomeStatus.NO_CHANGE: LaserTier.SUCCESS,
         OutcomeStatus.FASTER: LaserTier.SUCCESS,
@@ -155,9 +158,9 @@ def laser_reward_components(outcome: Outcome, config: LaserRewardConfig = LaserR
         parts["execution"] = config.execution_penalty
     elif tier is LaserTier.SEMANTIC:
         parts["semantic"] = config.semantic_penalty
-    elif outcome.status in _TIMED:
+    elif outcome.status.timed:
         parts["efficiency"] = laser_efficiency(_measured_speedup(outcome), config.speedup_bonus)
-    # else TRIVIAL: equivalent but untimed; Tq' = T0 gives F = 0 (see LASER_TIERS).
+    # else TRIVIAL or EQUIVALENT: untimed; Tq' = T0 gives F = 0 (see LASER_TIERS).
     parts["total"] = sum(parts.values())
     return parts
 
@@ -261,26 +264,26 @@ def spa_milestones(outcome: Outcome, config: SpaRewardConfig = SpaRewardConfig()
 
     * syntax: every status except extraction_fail, guard_refused and exec_error. SPA checks
       validity with EXPLAIN (§4.1.2); a refused or failing statement is never EXPLAINed or run.
-    * equivalence: `outcome.equivalent` (trivial / slower / no_change / faster) *and* textually
+    * equivalence: `outcome.equivalent` (equivalent / slower / no_change / faster) *and* textually
       non-trivial, edit distance ≥ λ: §3.4 uses the distance exactly to stop near-identical SQL from
-      "obtaining correctness rewards". Shape mismatch, not-equivalent and unverifiable fail it:
-      an inconclusive check is "unsuccessful" in SPA (§3.4, a rewrite that times out). The
-      verifier's `evidence["edit_distance"]` decides when present; when it is missing, a timed
-      status passed the verifier's own filter and counts, a trivial one does not.
-    * plan: equivalence and `evidence["plan_changed"]` (missing: a timed status had a changed plan,
-      the verifier only times those). Requiring equivalence keeps semantics-changing plans unrewarded.
+      "obtaining correctness rewards". Trivial (near-identical text, never executed), shape
+      mismatch, not-equivalent and unverifiable fail it: an inconclusive check is "unsuccessful" in
+      SPA (§3.4, a rewrite that times out). The evidence's `edit_distance` decides when present;
+      when it is missing, an equivalent status passed the verifier's own text filter and counts.
+    * plan: equivalence and the evidence's `plan_changed` (missing: a timed status had a changed
+      plan, the verifier only times those). Requiring equivalence keeps semantics-changing plans
+      unrewarded.
 
     λ is compared with ≥, as in the verifier and DESIGN.md (SPA writes "exceeds"; the boundary is
-    immaterial). A trivial outcome whose plan changed was judged trivial for its text, so it never
-    reaches the equivalence milestone.
+    immaterial).
 
     >>> spa_milestones(Outcome(OutcomeStatus.EXEC_ERROR))
     SpaMilestones(syntax=False, equivalence=False, plan=False)
-    >>> spa_milestones(Outcome(OutcomeStatus.NOT_EQUIVALENT, evidence={"plan_changed": True}))
+    >>> spa_milestones(Outcome(OutcomeStatus.NOT_EQUIVALENT, evidence=Evidence(plan_changed=True)))
     SpaMilestones(syntax=True, equivalence=False, plan=False)
-    >>> spa_milestones(Outcome(OutcomeStatus.TRIVIAL, evidence={"edit_distance": 0.2, "plan_changed": False}))
+    >>> spa_milestones(Outcome(OutcomeStatus.EQUIVALENT, evidence=Evidence(edit_distance=0.2, plan_changed=False)))
     SpaMilestones(syntax=True, equivalence=True, plan=False)
-    >>> spa_milestones(Outcome(OutcomeStatus.TRIVIAL, evidence={"edit_distance": 0.0, "plan_changed": True}))
+    >>> spa_milestones(Outcome(OutcomeStatus.TRIVIAL, evidence=Evidence(edit_distance=0.0, plan_changed=True)))
     SpaMilestones(syntax=True, equivalence=False, plan=False)
     >>> spa_milestones(Outcome(OutcomeStatus.FASTER, speedup=2.0))
     SpaMilestones(syntax=True, equivalence=True, plan=True)
@@ -358,7 +361,7 @@ def spa_reward_components(outcome: Outcome, config: SpaRewardConfig = SpaRewardC
     >>> spa_reward_components(Outcome(OutcomeStatus.EXEC_ERROR))
     {'syntax': 0.0, 'equivalence': 0.0, 'plan': 0.0, 'speedup': 0.0, 'total': 0.0}
     >>> c = spa_reward_components(Outcome(OutcomeStatus.FASTER, speedup=2.2,
-    ...                                   evidence={"edit_distance": 0.3, "plan_changed": True}))
+    ...                                   evidence=Evidence(edit_distance=0.3, plan_changed=True)))
     >>> {k: round(v, 4) for k, v in c.items()}
     {'syntax': 1.0, 'equivalence': 1.0, 'plan': 1.0, 'speedup': 0.6, 'total': 3.6}
     >>> spa_reward_components(Outcome(OutcomeStatus.FASTER, speedup=2.2), gates=PgarsGates(equivalence=False))
@@ -366,7 +369,7 @@ def spa_reward_components(outcome: Outcome, config: SpaRewardConfig = SpaRewardC
     """
     reached = spa_milestones(outcome, config)
     speedup = 0.0
-    if reached.plan and outcome.status in _TIMED:
+    if reached.plan and outcome.status.timed:
         speedup = spa_speedup_reward(_measured_speedup(outcome), config.dead_zone)
     open_syn = gates.syntax
     open_eq = open_syn and gates.equivalence
@@ -389,9 +392,9 @@ def spa_reward(outcome: Outcome, config: SpaRewardConfig = SpaRewardConfig(),
     0.0
     >>> spa_reward(Outcome(OutcomeStatus.UNVERIFIABLE)), spa_reward(Outcome(OutcomeStatus.NOT_EQUIVALENT))
     (1.0, 1.0)
-    >>> spa_reward(Outcome(OutcomeStatus.TRIVIAL, evidence={"edit_distance": 0.004, "plan_changed": False}))
+    >>> spa_reward(Outcome(OutcomeStatus.TRIVIAL, evidence=Evidence(edit_distance=0.004, plan_changed=False)))
     1.0
-    >>> spa_reward(Outcome(OutcomeStatus.TRIVIAL, evidence={"edit_distance": 0.3, "plan_changed": False}))
+    >>> spa_reward(Outcome(OutcomeStatus.EQUIVALENT, evidence=Evidence(edit_distance=0.3, plan_changed=False)))
     2.0
     >>> spa_reward(Outcome(OutcomeStatus.NO_CHANGE, speedup=1.05))  # inside the dead zone
     3.0
@@ -420,16 +423,16 @@ def _measured_speedup(outcome: Outcome) -> float:
 
 
 def _textually_nontrivial(outcome: Outcome, config: SpaRewardConfig) -> bool:
-    if outcome.status is OutcomeStatus.TRIVIAL and outcome.evidence.get("plan_changed") is True:
-        return False  # the verifier checks the text first: a changed plan means the text was trivial
-    distance = outcome.evidence.get("edit_distance")
-    if isinstance(distance, (int, float)) and not isinstance(distance, bool) and math.isfinite(distance):
-        return float(distance) >= config.min_edit_distance
-    return outcome.status in _TIMED  # only candidates past the verifier's text filter are timed
+    if outcome.status is OutcomeStatus.TRIVIAL:
+        return False  # the verifier's own text filter said so
+    distance = outcome.evidence.edit_distance
+    if distance is not None and math.isfinite(distance):
+        return distance >= config.min_edit_distance
+    return outcome.status.equivalent  # only candidates past the verifier's text filter are compared
 
 
 def _plan_changed(outcome: Outcome) -> bool:
-    changed = outcome.evidence.get("plan_changed")
-    if isinstance(changed, bool):
+    changed = outcome.evidence.plan_changed
+    if changed is not None:
         return changed
-    return outcome.status in _TIMED  # only candidates with a changed plan are timed
+    return outcome.status.timed  # only candidates with a changed plan are timed

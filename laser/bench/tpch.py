@@ -33,9 +33,9 @@ from pathlib import Path
 
 import psycopg
 
-from sidecar.bench.csvdata import CsvDataSet, DatasetError, scale_text
-from sidecar.bench.workloads import BenchQuery
-from sidecar.localdb import project_root
+from laser.bench.csvdata import CsvDataSet, DatasetError, scale_text
+from laser.bench.workloads import BenchQuery
+from laser.localdb import project_root
 
 SCHEMA_DIR = project_root() / "sql" / "tpch"
 TEMPLATES_DIR = SCHEMA_DIR / "templates"

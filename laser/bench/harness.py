@@ -14,8 +14,8 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from sidecar.bench import datasets, report
-from sidecar.bench.runner import (
+from laser.bench import datasets, report
+from laser.bench.runner import (
     ORIGINAL,
     BenchError,
     Method,
@@ -25,8 +25,8 @@ from sidecar.bench.runner import (
     Runner,
     summaries,
 )
-from sidecar.bench.workloads import BenchQuery, load_workload
-from sidecar.localdb import LocalCluster, project_root
+from laser.bench.workloads import BenchQuery, load_workload
+from laser.localdb import LocalCluster, project_root
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from sidecar.localdb import LocalCluster, project_root
+from laser.localdb import LocalCluster, project_root
 
 DEMO_DB = "laser_demo"
 DEMO_ROLE = "shop"

@@ -31,9 +31,9 @@ from pathlib import Path
 
 from psycopg import sql
 
-from sidecar.bench.csvdata import CsvDataSet, DatasetError, scale_text
-from sidecar.bench.workloads import BenchQuery
-from sidecar.localdb import project_root
+from laser.bench.csvdata import CsvDataSet, DatasetError, scale_text
+from laser.bench.workloads import BenchQuery
+from laser.localdb import project_root
 
 Progress = Callable[[str], None]
 

@@ -17,9 +17,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from sidecar import demo
-from sidecar.bench.workloads import BenchQuery
-from sidecar.localdb import LocalCluster
+from laser import demo
+from laser.bench.workloads import BenchQuery
+from laser.localdb import LocalCluster
 
 BUILTIN = ("demo", "tpch", "tpcds")
 
@@ -42,10 +42,10 @@ def database_name(workload: str, scale: float) -> str:
 
 def _module(workload: str) -> Any:
     if workload == "tpch":
-        from sidecar.bench import tpch
+        from laser.bench import tpch
         return tpch
     if workload == "tpcds":
-        from sidecar.bench import tpcds
+        from laser.bench import tpcds
         return tpcds
     raise ValueError(f"unknown built-in workload {workload!r}; choose one of {', '.join(BUILTIN)}")
 

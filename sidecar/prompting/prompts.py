@@ -21,7 +21,7 @@ from typing import Any
 
 from sidecar.backends.base import Message
 from sidecar.catalog import Catalog, Table
-from sidecar.verify.hints import linearize, plan_hints, render_hints
+from sidecar.prompting.hints import linearize, plan_hints, render_hints
 
 MAX_TABLES = 12
 MAX_PLAN_LINES = 40

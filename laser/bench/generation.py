@@ -7,11 +7,11 @@ throughput probe: the same prompts batched, sampled, at a fixed token budget.
 
 Models load from a local directory; nothing is downloaded. Three ways to get one:
 
-    python -m model.bench_generation --tiny               # build a tiny Llama and fine-tune it on the
-                                                          # rules backend's verified rewrites of the queries
-    python -m model.bench_generation --random qwen3-0.6b  # Qwen3-0.6B's shape, random weights: realistic
-                                                          # CPU cost per token, garbage text
-    python -m model.bench_generation --model-dir DIR      # your own (e.g. a LASER-trained Qwen3)
+    laser bench-generation --tiny               # build a tiny Llama and fine-tune it on the rules
+                                                # backend's verified rewrites of the queries
+    laser bench-generation --random qwen3-0.6b  # Qwen3-0.6B's shape, random weights: realistic CPU
+                                                # cost per token, garbage text
+    laser bench-generation --model-dir DIR      # your own (e.g. a LASER-trained Qwen3)
 
 Results: a table on stdout, JSON (``--json``, default ``.laser/bench/generation-<label>.json``) and a
 bar plot of generation vs verification time per query next to it (when matplotlib is installed).
@@ -29,17 +29,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
+from typing import TYPE_CHECKING
 
-from model import sft, tiny
-from sidecar import demo
+from laser import demo
+from laser.localdb import LocalCluster, bring_up
 from sidecar.backends.base import Prompt, plain_text
 from sidecar.backends.rules import RulesBackend
-from sidecar.backends.transformers_backend import TransformersBackend
-from sidecar.cli import db_up
 from sidecar.config import SidecarConfig
-from sidecar.localdb import LocalCluster
 from sidecar.pipeline import RequestOptions, RewritePipeline
+
+if TYPE_CHECKING:
+    from sidecar.backends.transformers_backend import TransformersBackend
 
 SHAPES: dict[str, dict[str, Any]] = {
     "qwen3-0.6b": {"arch": "qwen3", "hidden_size": 1024, "layers": 28, "heads": 16, "kv_heads": 8,
@@ -60,8 +60,7 @@ def queries() -> list[tuple[str, str]]:
     return [(q.name, q.sql) for q in demo.demo_queries()] + [(f"sargable_{i}", q) for i, q in enumerate(SARGABLE, 1)]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model.bench_generation", description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model-dir", help="a local Hugging Face causal LM")
     source.add_argument("--tiny", action="store_true", help="build and fine-tune a tiny model on the rules' rewrites")
@@ -73,15 +72,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe-batch", type=int, default=4, help="prompts per batch in the throughput probe")
     parser.add_argument("--probe-tokens", type=int, default=64, help="tokens per completion in the throughput probe")
     parser.add_argument("--json", help="report path")
-    args = parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
+    import torch  # the transformers extra: imported only when this benchmark runs
+
+    from sidecar.backends.transformers_backend import TransformersBackend
 
     cluster = LocalCluster.default()
     print("starting the local PostgreSQL cluster and the demo database ...", flush=True)
-    db_up(cluster)
+    bring_up(cluster)
     demo.ensure_demo_database(cluster)
     config = SidecarConfig(dsn=cluster.sidecar_dsn(), demonstrations=0, max_new_tokens=args.max_new_tokens)
     chosen = queries()[: args.limit or None]
-    prompter = RewritePipeline(config, RulesBackend())
+    prompter = RewritePipeline(config, rules=RulesBackend())
     prompts = {name: prompter.prompt(sql, demo.DEMO_DB, demo.DEMO_ROLE, demo.DEMO_ROLE) for name, sql in chosen}
 
     with tempfile.TemporaryDirectory(prefix="laser-bench-model-") as scratch:
@@ -97,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         info = backend.info()
         print(f"model: {label}, {info.details.get('parameters', 0) / 1e6:.1f}M parameters, {info.device}, "
               f"{info.details.get('dtype')}, loaded in {load_s:.1f} s", flush=True)
-        pipeline = RewritePipeline(config, backend)
+        pipeline = RewritePipeline(config, model=backend)
         rows = []
         for i, (name, sql) in enumerate(chosen, 1):
             print(f"[{i}/{len(chosen)}] {name} ...", flush=True)
@@ -118,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                  "parameters": info.details.get("parameters"), "device": info.device, "dtype": info.details.get("dtype"),
                  "torch_threads": torch.get_num_threads(), "machine": _machine(), "max_new_tokens": args.max_new_tokens,
                  "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                 "command": "python -m model.bench_generation " + " ".join(argv if argv is not None else sys.argv[1:])},
+                 "command": "laser bench-generation " + " ".join(sys.argv[2:])},
         "requests": rows, "summary": _summary(rows), "probe": probe,
     }
     out = Path(args.json) if args.json else cluster.state_dir / "bench" / f"generation-{label}.json"
@@ -134,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
 def _tiny_model(scratch: Path, prompter: RewritePipeline, chosen: list[tuple[str, str]],
                 prompts: dict[str, Prompt], steps: int) -> Path:
     """A tiny Llama fine-tuned on the rules backend's verified rewrites (distilling the rules)."""
+    from model import sft, tiny
+
     examples = []
     for name, sql in chosen:
         result = prompter.rewrite(sql, demo.DEMO_DB, demo.DEMO_ROLE, demo.DEMO_ROLE)
@@ -149,6 +155,8 @@ def _tiny_model(scratch: Path, prompter: RewritePipeline, chosen: list[tuple[str
 
 
 def _random_model(scratch: Path, prompts: dict[str, Prompt], shape: str) -> Path:
+    from model import tiny
+
     print(f"building a random {shape}-shaped model ...", flush=True)
     return tiny.build_tiny_model(scratch / shape, [plain_text(p.messages) for p in prompts.values()], **SHAPES[shape])
 
@@ -234,6 +242,3 @@ def _machine() -> str:
 
     return f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}"
 
-
-if __name__ == "__main__":
-    sys.exit(main())

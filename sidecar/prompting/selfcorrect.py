@@ -17,9 +17,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sidecar import prompts
+from sidecar.prompting import prompts
 from sidecar.backends.base import Backend, Completion, Message, Prompt
-from sidecar.extract import extract_sql
+from sidecar.prompting.extract import extract_sql
 
 Check = Callable[[str], tuple[str, str] | None]
 """Check a statement before verification: None when it may go on, else (stage, error message),

@@ -5,8 +5,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from sidecar.bench.metrics import THRESHOLDS, verdict_mark
-from sidecar.bench.runner import ORIGINAL
+from laser.bench.metrics import THRESHOLDS, verdict_mark
+from laser.bench.runner import ORIGINAL
 
 
 def _pct(value: float) -> str:

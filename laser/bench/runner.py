@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Any
 from typing import Protocol as TypingProtocol
 
-import pglast
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from sidecar.bench.metrics import Output, aggregate, distribution, summarize, verdict_mark
-from sidecar.bench.workloads import BenchQuery
-from sidecar.verify import ReadOnlySession, differential, guard
-from sidecar.verify.equivalence import compare_results, order_spec
-from sidecar.verify.guard import GuardError
+from laser.bench.metrics import Output, aggregate, distribution, summarize, verdict_mark
+from laser.bench.workloads import BenchQuery
+from sidecar.verify import GuardError, OutcomeStatus, ReadOnlySession, Verifier, VerifierConfig, guard
+from sidecar.verify.session import Run
+from sidecar.verify.verifier import OriginalError, OriginalProfile
 
 ORIGINAL = "original"
 
@@ -75,17 +74,17 @@ class Measurement:
     samples_s: list[float] = field(default_factory=list)
     timed_out: bool = False
     error: str = ""
-    rows: list[tuple[Any, ...]] | None = None
-    columns: tuple[Any, ...] = ()
+    first: Run | None = None
+    """Its first execution (with its rows, unless it timed out): what the equivalence check compares."""
 
     def to_json(self) -> dict[str, Any]:
+        rows = self.first.rows if self.first is not None else None
         return {"latency_s": _round(self.latency_s), "samples_s": [_round(s) for s in self.samples_s],
-                "timed_out": self.timed_out, "error": self.error,
-                "rows": len(self.rows) if self.rows is not None else None}
+                "timed_out": self.timed_out, "error": self.error, "rows": len(rows) if rows is not None else None}
 
 
 def measure(session: ReadOnlySession, sql: str, protocol: Protocol) -> Measurement:
-    """Warm-up and timed runs of `sql`; the first execution's rows are kept for the result check.
+    """Warm-up and timed runs of `sql`; the first execution is kept for the result check.
 
     A run that hits the cap ends the measurement with the cap as the latency (the papers' timeout
     rule), so a query that times out costs one cap, not four.
@@ -94,6 +93,8 @@ def measure(session: ReadOnlySession, sql: str, protocol: Protocol) -> Measureme
     result = Measurement()
     for i in range(protocol.warmups + protocol.runs):
         run = session.run(sql, timeout_ms=cap_ms)
+        if result.first is None:
+            result.first = run
         if run.timed_out:
             result.timed_out, result.latency_s = True, protocol.timeout_s
             result.samples_s.append(protocol.timeout_s)
@@ -101,8 +102,6 @@ def measure(session: ReadOnlySession, sql: str, protocol: Protocol) -> Measureme
         if run.error is not None or run.too_many_rows:
             result.error = run.error.message if run.error else f"more than {session.max_rows} rows"
             return result
-        if result.rows is None:
-            result.rows, result.columns = run.rows, run.columns
         if i >= protocol.warmups:
             result.samples_s.append(min(run.elapsed_ms / 1000.0, protocol.timeout_s))
     result.latency_s = aggregate(result.samples_s, protocol.trim)
@@ -184,13 +183,15 @@ class PipelineMethod:
             raise BenchError(str(exc)) from None
 
     def propose(self, query: BenchQuery) -> Proposal:
-        from sidecar.pipeline import RequestOptions
+        from sidecar.pipeline import RequestError, RequestOptions
+        from sidecar.verify import SessionError
 
         options = RequestOptions(statement_timeout_ms=self.timeout_ms, no_cache=True,
                                  max_candidates=self.max_candidates)
         try:
             result = self.pipeline.rewrite(query.sql, self.database, self.role, options=options)
-        except Exception as exc:  # the pipeline's refusal is this method's answer: keep the original
+        except (GuardError, OriginalError, RequestError, SessionError) as exc:
+            # the pipeline's refusal is this method's answer: keep the original
             return Proposal(None, note=f"{type(exc).__name__}: {exc}")
         sql = result.rewritten_sql if result.status == "improved" else None
         return Proposal(sql, result.generation_ms / 1000.0, result.verification_ms / 1000.0, result.message)
@@ -205,41 +206,6 @@ def _normalized(sql: str) -> str:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
-
-
-def _check(session: ReadOnlySession, original: Measurement, statement: Any, candidate: Measurement,
-           candidate_sql: str) -> tuple[bool | None, str]:
-    """Is the candidate's result the original's? (values only: the papers compare results, not names)."""
-    if candidate.rows is None:
-        return None, "the rewrite's result is unknown"
-    if original.rows is None:
-        if original.timed_out:
-            return _check_on_instances(session, statement, candidate, candidate_sql)
-        return None, "the original's result is unknown (it failed)"
-    if len(original.columns) != len(candidate.columns):
-        return False, f"{len(candidate.columns)} columns instead of {len(original.columns)}"
-    order = order_spec(statement, [c.name for c in original.columns])
-    comparison = compare_results(original.rows, candidate.rows, order)
-    if not comparison.verifiable:
-        return None, comparison.reason
-    return comparison.equal, comparison.reason
-
-
-def _check_on_instances(session: ReadOnlySession, statement: Any, candidate: Measurement,
-                        candidate_sql: str) -> tuple[bool | None, str]:
-    """The original times out on the live data: compare on sampled and perturbed instances instead
-    (QUITE's recheck "on a smaller scale"); decided only if at least two instances give the
-    original a non-empty result."""
-    order = order_spec(statement, [c.name for c in candidate.columns])
-    report = differential.check_informative(session, statement, pglast.parse_sql(candidate_sql)[0].stmt, order)
-    if report.counterexample is not None:
-        return False, f"differs on instance {report.counterexample['instance']}: {report.counterexample['difference']}"
-    informative = differential.informative(report)
-    if report.skipped or informative < differential.MIN_INFORMATIVE:
-        return None, ("the original timed out; " + (report.skipped or f"only {informative} instance(s) gave it "
-                                                    "a non-empty result"))
-    return True, (f"the original timed out on the live data; results agree on {informative} non-empty "
-                  f"sampled/perturbed instance(s) of {len(report.tried)}")
 
 
 Progress = Callable[[str], None]
@@ -277,11 +243,12 @@ class Runner:
         started = time.monotonic()
         measured = 0
         with ReadOnlySession.connect(self.dsn, None, statement_timeout_ms=int(self.protocol.timeout_s * 1000)) as session:
+            verifier = Verifier(session, self.verifier_config())
             for i, query in enumerate(queries, start=1):
                 if query.id in done:
                     records.append(done[query.id])
                     continue
-                record = self._query(session, query)
+                record = self._query(verifier, query)
                 records.append(record)
                 measured += 1
                 if state is not None:
@@ -318,8 +285,15 @@ class Runner:
             self.progress(f"resuming: {len(done)} of {len(queries)} queries already measured in {state}")
         return done
 
-    def _query(self, session: ReadOnlySession, query: BenchQuery) -> dict[str, Any]:
-        statement = pglast.parse_sql(query.sql)[0].stmt
+    def verifier_config(self) -> VerifierConfig:
+        """The verifier's settings for the benchmark's equivalence checks: the papers' definition (the
+        results' values on the live data, column names free), and sampled and perturbed instances
+        for an original beyond the cap."""
+        return VerifierConfig(statement_timeout_ms=int(self.protocol.timeout_s * 1000), perturbed_instances=False,
+                              strict_shape=False)
+
+    def _query(self, verifier: Verifier, query: BenchQuery) -> dict[str, Any]:
+        session = verifier.session
         original = measure(session, query.sql, self.protocol)
         record: dict[str, Any] = {"id": query.id, "template": query.template, "sql": query.sql,
                                   "params": query.params, ORIGINAL: original.to_json(), "methods": {}}
@@ -327,18 +301,24 @@ class Runner:
             record["excluded"] = f"the original fails: {original.error}"
             return record
         proposals = {m.name: m.propose(query) for m in self.methods}
+        warmup = original.first
         if original.timed_out and self.equiv_timeout_s and self.equiv_timeout_s > self.protocol.timeout_s:
             if any(p.sql and _normalized(p.sql) != _normalized(query.sql) for p in proposals.values()):
                 run = session.run(query.sql, timeout_ms=int(self.equiv_timeout_s * 1000))
                 if run.ok:
-                    original.rows, original.columns = run.rows, run.columns
+                    warmup = run
                     record[ORIGINAL]["result_within_s"] = _round(run.elapsed_ms / 1000.0)
+        try:
+            profile: OriginalProfile | None = verifier.prepare(query.sql, warmup=warmup)
+        except (GuardError, OriginalError) as exc:
+            profile = None
+            record[ORIGINAL]["not_comparable"] = str(exc)
         measured: dict[str, tuple[Measurement, bool, bool | None, str]] = {}
         for name, proposal in proposals.items():
-            record["methods"][name] = self._output(session, query, statement, original, proposal, measured)
+            record["methods"][name] = self._output(verifier, query, profile, original, proposal, measured)
         return record
 
-    def _output(self, session: ReadOnlySession, query: BenchQuery, statement: Any, original: Measurement,
+    def _output(self, verifier: Verifier, query: BenchQuery, profile: OriginalProfile | None, original: Measurement,
                 proposal: Proposal, measured: dict[str, tuple[Measurement, bool, bool | None, str]]) -> dict[str, Any]:
         entry: dict[str, Any] = {"generation_s": _round(proposal.generation_s),
                                  "verification_s": _round(proposal.verification_s), "note": proposal.note}
@@ -348,26 +328,33 @@ class Runner:
             return _finish(entry, original.latency_s)
         key = _normalized(proposal.sql)
         if key not in measured:
-            measured[key] = self._candidate(session, statement, original, proposal.sql)
+            measured[key] = self._candidate(verifier, profile, proposal.sql)
         result, valid, equivalent, reason = measured[key]
         entry.update(sql=proposal.sql, changed=True, valid=valid, equivalent=equivalent,
                      equivalence_note=reason, **{k: v for k, v in result.to_json().items() if k != "rows"})
         return _finish(entry, original.latency_s)
 
-    def _candidate(self, session: ReadOnlySession, statement: Any, original: Measurement,
+    def _candidate(self, verifier: Verifier, profile: OriginalProfile | None,
                    sql: str) -> tuple[Measurement, bool, bool | None, str]:
+        """Valid (admitted and planned), measured under the protocol, and judged by the verifier."""
         try:
-            guard(sql)
+            statement = guard(sql)
         except GuardError as exc:
             return Measurement(error=str(exc)), False, None, "refused by the guard, not run"
-        _, explained = session.explain(sql, timeout_ms=int(self.protocol.timeout_s * 1000))
+        _, explained = verifier.session.explain(statement.text, timeout_ms=int(self.protocol.timeout_s * 1000))
         if explained.error is not None:
             return Measurement(error=explained.error.message), False, None, "EXPLAIN failed"
-        result = measure(session, sql, self.protocol)
+        result = measure(verifier.session, statement.text, self.protocol)
         if result.error:
             return result, True, None, "the rewrite fails when run"
-        equivalent, reason = _check(session, original, statement, result, sql)
-        return result, True, equivalent, reason
+        if profile is None or result.first is None:
+            return result, True, None, "the original's result is unknown (it failed)"
+        outcome = verifier.check_equivalence(profile, statement, run=result.first)
+        if outcome.status is OutcomeStatus.EQUIVALENT:
+            return result, True, True, outcome.detail
+        if outcome.status in (OutcomeStatus.NOT_EQUIVALENT, OutcomeStatus.SHAPE_MISMATCH):
+            return result, True, False, outcome.detail
+        return result, True, None, outcome.detail
 
 
 def _finish(entry: dict[str, Any], original_s: float | None) -> dict[str, Any]:

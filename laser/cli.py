@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,50 +11,21 @@ import grpc
 import psycopg
 
 from laser_proto import laser_pb2, laser_pb2_grpc
-from sidecar import daemon, demo, server
-from sidecar.localdb import DEFAULT_SIDECAR_ADDRESS as DEFAULT_SIDECAR, ClusterError, LocalCluster, project_root
+from laser import daemon, demo
+from laser.config import LocalSettings
+from laser.localdb import ClusterError, LocalCluster, bring_up
+from sidecar import server
 
-PYLIB_ROOT = Path("/usr/local/lib/laser")
-EXTENSION_VERSION = "0.3.0"  # pg_extension/build.py VERSION (tests/test_extension.py checks they agree)
 
 
 def _sidecar_address(args: argparse.Namespace) -> str:
-    return args.sidecar or os.environ.get("LASER_SIDECAR_ADDRESS") or DEFAULT_SIDECAR
-
-
-def _pylib(cluster: LocalCluster) -> Path:
-    """Versioned directory of the in-database package, readable by the server's OS user."""
-    root = PYLIB_ROOT if os.geteuid() == 0 else cluster.state_dir / "pylib"
-    return root / EXTENSION_VERSION
-
-
-def install_extension(cluster: LocalCluster) -> None:
-    """Extension files into PostgreSQL's share directory (root-owned: sudo when not root)."""
-    build = project_root() / "pg_extension" / "build.py"
-    command = [sys.executable, str(build), "install", "--pylib", str(_pylib(cluster)),
-               "--pg-config", str(cluster.bin_dir / "pg_config")]
-    sharedir = subprocess.run([str(cluster.bin_dir / "pg_config"), "--sharedir"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-    if os.geteuid() != 0 and not os.access(Path(sharedir) / "extension", os.W_OK):
-        command = ["sudo", *command]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        hint = "" if os.geteuid() == 0 else " (installing extension files needs write access to PostgreSQL's share directory: run as root)"
-        raise ClusterError(f"installing the extension failed{hint}:\n{done.stdout}{done.stderr}")
-
-
-def db_up(cluster: LocalCluster) -> None:
-    cluster.start()
-    cluster.wait_ready()
-    cluster.ensure_advisor_settings()
-    install_extension(cluster)
-    cluster.ensure_sidecar_role()
+    return str(args.sidecar or LocalSettings.from_env().sidecar_address)
 
 
 def cmd_db(args: argparse.Namespace) -> int:
     cluster = LocalCluster.default()
     if args.action == "up":
-        db_up(cluster)
+        bring_up(cluster)
         print(f"PostgreSQL 15 running: {cluster.dsn()}  (data: {cluster.data_dir})")
     elif args.action == "down":
         if daemon.stop_background(cluster.state_dir):
@@ -71,19 +40,16 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_sidecar(args: argparse.Namespace) -> int:
+    """The sidecar for the local cluster unless flags or LASER_SIDECAR_* variables say otherwise."""
     cluster = LocalCluster.default()
-    if not args.dsn and not os.environ.get("LASER_SIDECAR_DSN"):
-        args.dsn = cluster.sidecar_dsn()
-    if not args.listen and not os.environ.get("LASER_SIDECAR_LISTEN"):
-        args.listen = cluster.sidecar_address
-    return server.run(args)
+    return server.run(args, defaults={"dsn": cluster.sidecar_dsn(), "listen": cluster.sidecar_address})
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     cluster = LocalCluster.default()
     log = sys.stderr if args.json else sys.stdout
     print("starting the local PostgreSQL cluster and installing the extension ...", file=log, flush=True)
-    db_up(cluster)
+    bring_up(cluster)
     demo.ensure_demo_database(cluster)
     daemon.start_background(cluster.state_dir, cluster.sidecar_address, cluster.sidecar_dsn())
     print(f"sidecar serving on {cluster.sidecar_address} (log: {cluster.state_dir / 'sidecar.log'})", file=log, flush=True)
@@ -186,7 +152,7 @@ def cmd_advise(args: argparse.Namespace) -> int:
     dsn = args.dsn
     if not dsn:
         cluster = LocalCluster.default()
-        db_up(cluster)
+        bring_up(cluster)
         demo.ensure_demo_database(cluster)
         daemon.start_background(cluster.state_dir, cluster.sidecar_address, cluster.sidecar_dsn())
         dsn = cluster.dsn(demo.DEMO_DB)
@@ -216,23 +182,20 @@ def cmd_advise(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_verifier(args: argparse.Namespace) -> int:
-    from sidecar import verifier_bench
+    from laser.bench import verifier
 
-    cluster = LocalCluster.default()
-    print("starting the local PostgreSQL cluster ...", flush=True)
-    db_up(cluster)
-    workers = [int(w) for w in args.workers.split(",")]
-    out = Path(args.out) if args.out else cluster.state_dir / "bench" / "verifier.json"
-    report = verifier_bench.run(cluster, workers, args.repeat, out)
-    print()
-    print(verifier_bench.format_report(report))
-    print(f"\nfull report: {out}")
-    return 0
+    return verifier.main(args)
+
+
+def cmd_bench_generation(args: argparse.Namespace) -> int:
+    from laser.bench import generation
+
+    return generation.main(args)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from sidecar.bench import harness
-    from sidecar.bench.runner import BenchError
+    from laser.bench import harness
+    from laser.bench.runner import BenchError
 
     try:
         return harness.main(args)
@@ -273,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="verify in this process with the DSN's role, without a sidecar")
             p.set_defaults(func=cmd_verify)
         p.add_argument("--json", action="store_true", help="print the full evidence as JSON")
-        p.add_argument("--sidecar", help=f"sidecar address (default $LASER_SIDECAR_ADDRESS or {DEFAULT_SIDECAR})")
+        p.add_argument("--sidecar", help=f"sidecar address (default $LASER_SIDECAR_ADDRESS or {LocalSettings().sidecar_address})")
         p.add_argument("--timeout-ms", type=int, default=300_000)
 
     adv = sub.add_parser("advise", help="capture slow statements from pg_stat_statements into laser.advisories "
@@ -290,14 +253,17 @@ def build_parser() -> argparse.ArgumentParser:
     adv.add_argument("--databases", help="only statements of these databases (comma-separated; default: all)")
     adv.set_defaults(func=cmd_advise)
 
+    from laser.bench import generation, harness, verifier
+
     bv = sub.add_parser("bench-verifier", help="measure verifier overhead and parallel-pool throughput "
                                                "on the SQL-pair fixtures (local cluster)")
-    bv.add_argument("--workers", default="1,2,4", help="pool sizes to measure, comma-separated")
-    bv.add_argument("--repeat", type=int, default=2, help="times each pair is queued for the pool")
-    bv.add_argument("--out", help="JSON report path (default: <state dir>/bench/verifier.json)")
+    verifier.add_arguments(bv)
     bv.set_defaults(func=cmd_bench_verifier)
 
-    from sidecar.bench import harness
+    bg = sub.add_parser("bench-generation", help="a model backend's request time: generation vs verification, "
+                                                 "tokens per second (local cluster, demo database)")
+    generation.add_arguments(bg)
+    bg.set_defaults(func=cmd_bench_generation)
 
     bench = sub.add_parser("bench", help="measure a workload (demo, TPC-H, TPC-DS, your files) with the "
                                          "papers' metrics, for the sidecar and replayed rewrites")

@@ -11,14 +11,18 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-PG_BIN = Path(os.environ.get("LASER_PG_BIN", "/usr/lib/postgresql/15/bin"))
-DEFAULT_PORT = 54329
-DEFAULT_SIDECAR_ADDRESS = "127.0.0.1:50551"
+from laser.config import LocalSettings
+
+DEFAULTS = LocalSettings()
+DEFAULT_SIDECAR_ADDRESS = DEFAULTS.sidecar_address
 SIDECAR_ROLE = "laser_sidecar"
+EXTENSION_VERSION = "0.3.0"  # pg_extension/build.py VERSION (tests/test_extension.py checks they agree)
+PYLIB_ROOT = Path("/usr/local/lib/laser")
 _SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; ".s.PGSQL.NNNNN" must fit
 
 
@@ -42,9 +46,10 @@ def _can_server_user_enter(path: Path) -> bool:
     return probe.returncode == 0
 
 
-def default_state_dir() -> Path:
-    """<project>/.laser, or a directory under /var/lib/laser when the server user cannot reach it."""
-    configured = os.environ.get("LASER_STATE_DIR")
+def default_state_dir(settings: LocalSettings | None = None) -> Path:
+    """<project>/.laser, or a directory under /var/lib/laser when the server user cannot reach it;
+    `settings.state_dir` (LASER_STATE_DIR) when set."""
+    configured = (settings or LocalSettings.from_env()).state_dir
     if configured:
         return Path(configured).resolve()
     root = project_root()
@@ -64,17 +69,17 @@ class LocalCluster:
     """A PostgreSQL cluster under `state_dir`: pgdata/, run/ (socket), postgres.log."""
 
     state_dir: Path
-    port: int = DEFAULT_PORT
-    bin_dir: Path = PG_BIN
+    port: int = DEFAULTS.pg_port
+    bin_dir: Path = field(default_factory=lambda: Path(DEFAULTS.pg_bin))
     sidecar_address: str = DEFAULT_SIDECAR_ADDRESS
     """Written into the cluster's configuration as laser.sidecar_address."""
 
     @classmethod
     def default(cls) -> LocalCluster:
-        """The embedded default; LASER_STATE_DIR, LASER_PG_PORT, LASER_SIDECAR_ADDRESS override it."""
-        port = int(os.environ.get("LASER_PG_PORT", DEFAULT_PORT))
-        address = os.environ.get("LASER_SIDECAR_ADDRESS", DEFAULT_SIDECAR_ADDRESS)
-        return cls(default_state_dir(), port, sidecar_address=address)
+        """The embedded default, as `LocalSettings` (and so the LASER_* variables) describe it."""
+        settings = LocalSettings.from_env()
+        return cls(default_state_dir(settings), settings.pg_port, Path(settings.pg_bin),
+                   sidecar_address=settings.sidecar_address)
 
     @property
     def data_dir(self) -> Path:
@@ -228,3 +233,30 @@ ALTER ROLE {SIDECAR_ROLE} LOGIN NOINHERIT NOSUPERUSER NOBYPASSRLS;
 ALTER ROLE {SIDECAR_ROLE} SET default_transaction_read_only = on;
 ALTER ROLE {SIDECAR_ROLE} SET statement_timeout = '300s';
 """)
+
+
+def install_extension(cluster: LocalCluster) -> None:
+    """Extension files into PostgreSQL's share directory (root-owned: sudo when not root), and the
+    in-database Python package into a versioned directory the server's OS user can read."""
+    pylib = (PYLIB_ROOT if _is_root() else cluster.state_dir / "pylib") / EXTENSION_VERSION
+    build = project_root() / "pg_extension" / "build.py"
+    command = [sys.executable, str(build), "install", "--pylib", str(pylib),
+               "--pg-config", str(cluster.bin_dir / "pg_config")]
+    sharedir = subprocess.run([str(cluster.bin_dir / "pg_config"), "--sharedir"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    if not _is_root() and not os.access(Path(sharedir) / "extension", os.W_OK):
+        command = ["sudo", *command]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        hint = "" if _is_root() else (" (installing extension files needs write access to PostgreSQL's share "
+                                      "directory: run as root)")
+        raise ClusterError(f"installing the extension failed{hint}:\n{done.stdout}{done.stderr}")
+
+
+def bring_up(cluster: LocalCluster) -> None:
+    """The cluster running, with the advisor's settings, the extension files and the sidecar's role."""
+    cluster.start()
+    cluster.wait_ready()
+    cluster.ensure_advisor_settings()
+    install_extension(cluster)
+    cluster.ensure_sidecar_role()

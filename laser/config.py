@@ -1,0 +1,40 @@
+"""Settings of the local tooling: where the embedded cluster lives and where the `laser` command finds
+the sidecar. With `sidecar.config`, the only code that reads the environment.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sidecar.config import from_env
+
+ENV_PREFIX = "LASER_"
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    """The embedded default's settings, each overridable by a `LASER_<FIELD>` variable."""
+
+    state_dir: str = ""
+    """Where the cluster's data, socket, logs and benchmark results live; empty: `<checkout>/.laser`,
+    or a directory under /var/lib/laser when the server's OS user cannot enter the checkout."""
+    pg_bin: str = "/usr/lib/postgresql/15/bin"
+    """The PostgreSQL 15 server binaries (initdb, pg_ctl, psql, pg_config)."""
+    pg_port: int = 54329
+    """The port of the cluster's Unix socket."""
+    sidecar_address: str = "127.0.0.1:50551"
+    """Where the sidecar serves (and where the `laser` command asks it)."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.pg_port < 65536:
+            raise ValueError(f"pg_port must be a TCP port number; got {self.pg_port}")
+        if not self.sidecar_address:
+            raise ValueError("sidecar_address must be an address such as 127.0.0.1:50551")
+
+    @classmethod
+    def from_env(cls) -> LocalSettings:
+        """Defaults overridden by LASER_STATE_DIR, LASER_PG_BIN, LASER_PG_PORT, LASER_SIDECAR_ADDRESS.
+
+        >>> LocalSettings.from_env().pg_port > 0
+        True
+        """
+        return from_env(cls, ENV_PREFIX, None, {})
