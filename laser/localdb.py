@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from psycopg import sql
+
 from laser.config import LocalSettings
 
 DEFAULTS = LocalSettings()
@@ -223,16 +225,32 @@ class LocalCluster:
         only root and the server's OS user can reach); this role serves its own connections and
         the `set_role` mode, where each caller role must be granted to it.
         """
-        self.psql("-c", f"""
-DO $$ BEGIN
-  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{SIDECAR_ROLE}') THEN
-    CREATE ROLE {SIDECAR_ROLE} LOGIN NOINHERIT;
-  END IF;
-END $$;
-ALTER ROLE {SIDECAR_ROLE} LOGIN NOINHERIT NOSUPERUSER NOBYPASSRLS;
-ALTER ROLE {SIDECAR_ROLE} SET default_transaction_read_only = on;
-ALTER ROLE {SIDECAR_ROLE} SET statement_timeout = '300s';
-""")
+        self.ensure_login_role(SIDECAR_ROLE)
+        role = sql.Identifier(SIDECAR_ROLE)
+        for statement in ("ALTER ROLE {} LOGIN NOINHERIT NOSUPERUSER NOBYPASSRLS",
+                          "ALTER ROLE {} SET default_transaction_read_only = on",
+                          "ALTER ROLE {} SET statement_timeout = '300s'"):
+            self.execute(sql.SQL(statement).format(role))
+
+    def execute(self, statement: sql.Composable, dbname: str = "postgres", user: str | None = None) -> str:
+        """Run one statement composed with psycopg.sql (identifiers and literals quoted) through psql;
+        its output, unaligned and without headers."""
+        return self.psql("-tAc", statement.as_string(None), dbname=dbname, user=user).stdout.strip()
+
+    def ensure_login_role(self, name: str) -> None:
+        """A role that can log in (created when missing; an existing one is left as it is)."""
+        exists = sql.SQL("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {}").format(sql.Literal(name))
+        if not self.execute(exists):
+            self.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
+
+    def ensure_database(self, name: str, owner: str | None = None) -> None:
+        """A database (created when missing), owned by `owner` when given."""
+        exists = sql.SQL("SELECT 1 FROM pg_catalog.pg_database WHERE datname = {}").format(sql.Literal(name))
+        if not self.execute(exists):
+            create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+            if owner:
+                create = create + sql.SQL(" OWNER {}").format(sql.Identifier(owner))
+            self.execute(create)
 
 
 def install_extension(cluster: LocalCluster) -> None:

@@ -91,13 +91,30 @@ def rows(dsn: str, query: str, params: Any = None) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def captured(adv: dict[str, str]) -> dict[str, Any]:
-    """The workload, then one capture: what the acceptance test and the review tests start from."""
+    """The workload, then one capture: what the capture tests read. Its advisories are read, never
+    reviewed: a test that reviews or revalidates advises a statement of its own (`advise`), so that
+    no test depends on another having run before it."""
     run_workload(adv["app"])
     notices = capture(adv["admin"])
-    return {"notices": notices,
-            "advisories": rows(adv["admin"], "SELECT * FROM laser.advisories ORDER BY id"),
-            "attempts": rows(adv["admin"], "SELECT * FROM laser.capture_attempts ORDER BY id"),
-            "runs": rows(adv["admin"], "SELECT * FROM laser.capture_runs ORDER BY id")}
+    run = rows(adv["admin"], "SELECT * FROM laser.capture_runs ORDER BY id DESC LIMIT 1")[0]
+    mine = "SELECT * FROM laser.advisories WHERE normalized_sql LIKE %s OR normalized_sql LIKE %s ORDER BY id"
+    return {"notices": notices, "run": run,
+            "advisories": rows(adv["admin"], mine, ("%count(*), sum(amount)%", "%ORDER BY id%")),
+            "attempts": rows(adv["admin"], "SELECT * FROM laser.capture_attempts WHERE run_id = %s ORDER BY id",
+                             (run["id"],))}
+
+
+def advise(adv: dict[str, str], statement: str) -> dict[str, Any]:
+    """Run `statement` (with `{day}`) on each day as the app, capture, and return its one advisory."""
+    with _connect(adv["app"]) as conn:
+        for day in DAYS:
+            conn.execute(statement.format(day=day), prepare=False)
+    capture(adv["admin"])
+    head = statement.split(" WHERE ")[0] + " WHERE %"
+    found = rows(adv["admin"], "SELECT * FROM laser.advisories WHERE normalized_sql LIKE %s", (head,))
+    assert len(found) == 1, rows(adv["admin"], "SELECT outcome, message FROM laser.capture_attempts"
+                                               " WHERE query LIKE %s", (head,))
+    return found[0]
 
 
 def _advisory(captured: dict[str, Any], fragment: str) -> dict[str, Any]:
@@ -137,21 +154,25 @@ def test_capture_advises_literal_and_parameterized_statements_verified_on_each_p
 
 
 def test_capture_records_runs_attempts_and_backoff(adv: dict[str, str], captured: dict[str, Any]) -> None:
-    run = captured["runs"][-1]
+    run = captured["run"]
     assert run["status"] == "finished" and run["advised"] == 2
     outcomes = {a["query"]: a for a in captured["attempts"]}
     hopeless = next(a for q, a in outcomes.items() if "amount >" in q)
     assert hopeless["outcome"] == "no_improvement" and hopeless["retry_after"] is not None
     assert any("2 advised" in n for n in captured["notices"])
-    # History: every advisory was created pending.
-    history = rows(adv["admin"], "SELECT advisory_id, from_status, to_status FROM laser.advisory_history")
-    assert {(h["from_status"], h["to_status"]) for h in history} == {(None, "pending")}
+    # History: every advisory was created pending (its first entry).
+    first = rows(adv["admin"], "SELECT DISTINCT ON (advisory_id) advisory_id, from_status, to_status"
+                               " FROM laser.advisory_history WHERE advisory_id = ANY(%s) ORDER BY advisory_id, id",
+                 ([a["id"] for a in captured["advisories"]],))
+    assert [(h["from_status"], h["to_status"]) for h in first] == [(None, "pending"), (None, "pending")]
 
 
 def test_second_capture_skips_what_is_advised_or_backing_off(adv: dict[str, str], captured: dict[str, Any]) -> None:
     run_workload(adv["app"], repeat=1)
     capture(adv["admin"])
-    assert len(rows(adv["admin"], "SELECT id FROM laser.advisories")) == 2
+    again = rows(adv["admin"], "SELECT id FROM laser.advisories WHERE normalized_sql = ANY(%s) ORDER BY id",
+                 ([a["normalized_sql"] for a in captured["advisories"]],))
+    assert [a["id"] for a in again] == [a["id"] for a in captured["advisories"]]
     runs = rows(adv["admin"], "SELECT * FROM laser.capture_runs ORDER BY id DESC LIMIT 1")
     assert runs[0]["considered"] == 0, rows(adv["admin"], "SELECT * FROM laser.capture_attempts")
 
@@ -170,29 +191,28 @@ def test_backoff_doubles_and_a_slower_statement_is_retried(adv: dict[str, str], 
 
 # -- review: status machine, history, roles -------------------------------------------------
 
-def test_approve_reject_and_illegal_transitions(adv: dict[str, str], captured: dict[str, Any]) -> None:
-    literal = _advisory(captured, "count(*), sum(amount)")["id"]
-    parameterized = _advisory(captured, "ORDER BY id")["id"]
+def test_approve_reject_and_illegal_transitions(adv: dict[str, str]) -> None:
+    mine = advise(adv, "SELECT count(id) AS reviewed FROM adv_orders WHERE created_at::date = '{day}'")["id"]
     with _connect(adv["reviewer"]) as conn:
-        approved = conn.execute("SELECT * FROM laser.approve(%s, 'fits the reporting job')", (literal,)).fetchone()
+        approved = conn.execute("SELECT * FROM laser.approve(%s, 'fits the reporting job')", (mine,)).fetchone()
         assert approved[1] == "approved" and approved[2] == REVIEWER and approved[4] == "fits the reporting job"
         with pytest.raises(errors.ObjectNotInPrerequisiteState, match="is approved, not pending"):
-            conn.execute("SELECT laser.reject(%s, 'changed my mind')", (literal,))
+            conn.execute("SELECT laser.reject(%s, 'changed my mind')", (mine,))
         with pytest.raises(errors.NoDataFound, match="no advisory with id 999999"):
             conn.execute("SELECT laser.approve(999999)")
         pending = conn.execute("SELECT id, est_saved_s FROM laser.pending_advisories").fetchall()
-        assert [p[0] for p in pending] == [parameterized]
-        diff = conn.execute("SELECT before, after, diff FROM laser.advisory_diff WHERE id = %s", (literal,)).fetchone()
-        assert "::date" in diff[0].replace("CAST(", "::") or "created_at::date" in diff[0] or "CAST" in diff[0]
+        assert mine not in [p[0] for p in pending]
+        diff = conn.execute("SELECT before, after, diff FROM laser.advisory_diff WHERE id = %s", (mine,)).fetchone()
+        assert "WHERE CAST(created_at AS date) = $1" in diff[0] and "created_at >=" in diff[1]
         assert diff[2].startswith("--- original")
     with _connect(adv["admin"]) as conn:  # not even a superuser's UPDATE may skip the machine
         with pytest.raises(errors.ObjectNotInPrerequisiteState, match="cannot become pending") as info:
-            conn.execute("UPDATE laser.advisories SET status = 'pending' WHERE id = %s", (literal,))
+            conn.execute("UPDATE laser.advisories SET status = 'pending' WHERE id = %s", (mine,))
         assert "only becomes stale" in (info.value.diag.message_hint or "")
         with pytest.raises(errors.ObjectNotInPrerequisiteState, match="cannot be changed"):
-            conn.execute("UPDATE laser.advisories SET rewritten_sql = 'SELECT 1' WHERE id = %s", (literal,))
+            conn.execute("UPDATE laser.advisories SET rewritten_sql = 'SELECT 1' WHERE id = %s", (mine,))
     history = rows(adv["admin"], "SELECT from_status, to_status, changed_by, reason FROM laser.advisory_history"
-                                 " WHERE advisory_id = %s ORDER BY id", (literal,))
+                                 " WHERE advisory_id = %s ORDER BY id", (mine,))
     assert [(h["from_status"], h["to_status"]) for h in history] == [(None, "pending"), ("pending", "approved")]
     assert history[-1]["changed_by"] == REVIEWER and history[-1]["reason"] == "fits the reporting job"
 
@@ -222,9 +242,10 @@ def _status(dsn: str, advisory: int) -> dict[str, Any]:
 
 
 def test_revalidation_marks_stale_when_the_rewrite_stops_winning_and_pending_when_it_wins_again(
-        adv: dict[str, str], captured: dict[str, Any]) -> None:
-    literal = _advisory(captured, "count(*), sum(amount)")["id"]
-    assert _status(adv["admin"], literal)["status"] == "approved"  # by the review test above
+        adv: dict[str, str]) -> None:
+    literal = advise(adv, "SELECT sum(id) AS revalidated FROM adv_orders WHERE created_at::date = '{day}'")["id"]
+    with _connect(adv["reviewer"]) as conn:
+        conn.execute("SELECT laser.approve(%s)", (literal,))
     with _connect(adv["admin"]) as conn:
         conn.execute("CALL laser.revalidate()")
     still = _status(adv["admin"], literal)
@@ -308,11 +329,10 @@ def _wait_for(predicate: Any, timeout_s: float = 60.0) -> None:
 
 def test_two_captures_at_once_and_review_during_capture(adv: dict[str, str]) -> None:
     statement = "SELECT min(amount) FROM adv_orders WHERE created_at::date = '{day}'"
+    to_reject = advise(adv, "SELECT avg(id) AS to_reject FROM adv_orders WHERE created_at::date = '{day}'")
     with _connect(adv["app"]) as conn:
         for day in DAYS:
             conn.execute(statement.format(day=day), prepare=False)
-    pending = rows(adv["admin"], "SELECT id FROM laser.advisories WHERE status = 'pending' ORDER BY id")
-    assert pending, "an earlier test left a pending advisory to review"
     first_error: list[BaseException] = []
 
     def first() -> None:
@@ -327,12 +347,12 @@ def test_two_captures_at_once_and_review_during_capture(adv: dict[str, str]) -> 
     notices = capture(adv["admin"])  # the second one, while the first works
     assert any("another capture is running" in n for n in notices)
     with _connect(adv["reviewer"]) as conn:  # review while capture runs: not blocked, not lost
-        conn.execute("SELECT laser.reject(%s, 'not now')", (pending[0]["id"],))
+        conn.execute("SELECT laser.reject(%s, 'not now')", (to_reject["id"],))
     worker.join(timeout=300)
     assert not first_error, first_error
     advised = rows(adv["admin"], "SELECT id FROM laser.advisories WHERE normalized_sql LIKE 'SELECT min(amount)%'")
     assert len(advised) == 1
-    assert _status(adv["admin"], pending[0]["id"])["status"] == "rejected"
+    assert _status(adv["admin"], to_reject["id"])["status"] == "rejected"
     skipped = rows(adv["admin"], "SELECT * FROM laser.capture_runs WHERE status = 'skipped'")
     assert skipped and skipped[-1]["considered"] == 0
 

@@ -85,11 +85,18 @@ def test_faster_rewrite_is_measured(verifier: Verifier) -> None:
 
 
 def test_slow_candidate_is_cut_off_and_slower(verifier: Verifier) -> None:
-    original = "SELECT count(*) AS n FROM users WHERE id < 100"
-    candidate = ("SELECT count(*) AS n FROM users u WHERE id < 100 AND "
+    """A candidate that finishes for the result check (within half the statement timeout) but takes
+    seconds where the original takes milliseconds: each timed run is cut at the candidate cap
+    (4x the original's warm-up, at least 1 s), counted at the cap, and the verdict is slower."""
+    original = "SELECT count(*) AS n FROM users WHERE id < 30"
+    candidate = ("SELECT count(*) AS n FROM users u WHERE id < 30 AND "
                  "(SELECT count(*) FROM events e WHERE e.session_id >= 0 AND u.id > 0) >= 0")
     outcome = verifier.verify(verifier.prepare(original), candidate)
-    assert outcome.status in (OutcomeStatus.SLOWER, OutcomeStatus.UNVERIFIABLE), outcome
+    assert outcome.status is OutcomeStatus.SLOWER, outcome
+    latencies = outcome.evidence.latencies
+    assert latencies is not None and latencies.candidate_cap_ms == 1000
+    assert latencies.candidate_timeouts == 3 and latencies.candidate == (1000.0, 1000.0, 1000.0)
+    assert "hit its 1000 ms cap 3 time(s)" in outcome.detail
 
 
 def test_original_that_does_not_run_is_an_error(verifier: Verifier) -> None:

@@ -154,6 +154,7 @@ def _run_dsqgen(streams: int, seed: int, scale: float) -> tuple[list[str], str]:
                    "-SCALE", f"{scale:g}", "-RNGSEED", str(seed), "-STREAMS", str(streams), "-OUTPUT_DIR", "o",
                    "-LOG", "o/params.log", "-QUIET", "Y"]
         try:
+            # dsqgen finds its templates through DSS_QUERY; the rest of its environment is ours.
             done = subprocess.run(command, check=False, cwd=base, capture_output=True, text=True,
                                   timeout=300, env={**os.environ, "DSS_QUERY": str(base)})
         except (OSError, subprocess.TimeoutExpired) as exc:

@@ -36,9 +36,7 @@ TIMED = frozenset({"faster", "slower", "no_change"})
 def ensure_fixture_database(cluster: LocalCluster, reload: bool = False) -> str:
     """Create and load the fixture database (once); return a DSN for the plain role `shop`."""
     demo.ensure_demo_role(cluster)
-    exists = cluster.psql("-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{FIXTURE_DB}'").stdout.strip()
-    if not exists:
-        cluster.psql("-c", f"CREATE DATABASE {FIXTURE_DB}")
+    cluster.ensure_database(FIXTURE_DB)
     loaded = cluster.psql("-tAc", "SELECT to_regclass('public.visits') IS NOT NULL", dbname=FIXTURE_DB).stdout.strip()
     if loaded != "t" or reload:
         cluster.psql("-f", "-", dbname=FIXTURE_DB, stdin=(PAIRS_DIR / "schema.sql").read_text())

