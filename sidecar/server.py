@@ -98,7 +98,7 @@ class LaserService(laser_pb2_grpc.LaserServicer):
     async def _call(self, context: grpc.aio.ServicerContext, work: Callable[[], T]) -> T:
         try:
             async with self._slots:
-                return await asyncio.to_thread(work)
+                return await _finished(asyncio.ensure_future(asyncio.to_thread(work)))
         except (GuardError, OriginalError, RequestError) as exc:  # the request must change, by type only
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except PermissionRefused as exc:

@@ -182,6 +182,25 @@ def test_vllm_backend_without_vllm_raises_backend_error(tiny_dir: Path) -> None:
         VllmBackend(tiny_dir)
 
 
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm is not installed (the [vllm] extra, "
+                                                                  "a GPU machine)")
+def test_vllm_backend_generates_what_the_transformers_backend_generates(tuned: TransformersBackend,
+                                                                       sft_run: SftRun) -> None:
+    """Where vLLM is installed: the same fine-tuned model, the same prompts (encoded by the same
+    helpers), greedy decoding: the same rewrites; sampling gives n completions per prompt."""
+    engine = VllmBackend(sft_run.model_dir, gpu_memory_utilization=0.2, seed=0)
+    prompts = [prompt(query) for query, _ in REWRITES]
+    greedy = engine.generate(prompts, n=1, max_tokens=96)
+    assert [group[0].text for group in greedy] == [rewrite for _, rewrite in REWRITES]
+    reference = tuned.generate(prompts, n=1, max_tokens=96)
+    assert [(g[0].text, g[0].tokens) for g in greedy] == [(g[0].text, g[0].tokens) for g in reference]
+    sampled = engine.generate(prompts, n=3, temperature=1.0, max_tokens=16)
+    assert [len(group) for group in sampled] == [3, 3, 3]
+    assert all(c.tokens > 0 and c.source.startswith("vllm:") for group in sampled for c in group)
+    info = engine.info()
+    assert info.backend == "vllm" and info.details["completions"] >= 12
+
+
 def test_fine_tuned_model_reproduces_its_training_rewrites(tuned: TransformersBackend, sft_run: SftRun) -> None:
     assert len(sft_run.losses) == TRAINING_STEPS
     assert sft_run.losses[-1] < 0.05 < sft_run.losses[0]

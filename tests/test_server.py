@@ -1,19 +1,24 @@
 """The sidecar as a gRPC server: health, status codes for bad requests, graceful shutdown."""
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
+import psycopg
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from laser_proto import laser_pb2, laser_pb2_grpc
-from laser import daemon
+from laser import daemon, demo
 from sidecar.config import SidecarConfig
 
 
@@ -125,3 +130,81 @@ def test_a_model_that_cannot_load_stops_the_sidecar_with_a_clear_error(tmp_path)
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert f"model directory {tmp_path / 'nowhere'} does not exist" in done.stderr
+
+
+@contextlib.contextmanager
+def running_sidecar(cluster: Any, *flags: str) -> Iterator[str]:
+    """A sidecar process of its own, with these flags, for the test cluster; yields its address."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sidecar.server", "--listen", address, "--dsn", cluster.sidecar_dsn(), *flags],
+        cwd=str(Path(__file__).resolve().parent.parent), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        daemon.wait_serving(address, timeout_s=60, process=process)
+        yield address
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _request(query: str, no_cache: bool = True) -> laser_pb2.RewriteRequest:
+    return laser_pb2.RewriteRequest(query=query, target=laser_pb2.Target(database="laser_demo", role="shop"),
+                                    options=laser_pb2.Options(no_cache=no_cache))
+
+
+def _verifier_sessions(admin_dsn: str) -> int:
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'laser-verifier'"
+                           " AND backend_type = 'client backend'"
+                           " AND state <> 'idle'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_a_passed_deadline_stops_the_verification_and_frees_the_slot(cluster: Any, admin_dsn: str) -> None:
+    """The client's deadline reaches the pipeline: statements are cut at it, no candidate is verified
+    after it, and the single slot is free again at once (the whole verification takes ~15 s)."""
+    slow = (demo.DEMO_DIR / "queries" / "02_correlated_aggregates_per_user.sql").read_text()
+    with running_sidecar(cluster, "--max-concurrent", "1") as address:
+        stub = _stub(address)
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as failed:
+            stub.Rewrite(_request(slow), timeout=1.0)
+        assert failed.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        deadline = time.monotonic() + 5
+        while _verifier_sessions(admin_dsn) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _verifier_sessions(admin_dsn) == 0, "a statement outlived the caller's deadline by 4 s"
+        quick = stub.Rewrite(_request("SELECT id FROM users WHERE id = 42"), timeout=60)
+        assert quick.status == "no_verified_improvement"
+        assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+def test_no_more_verifications_at_once_than_the_limit(cluster: Any, admin_dsn: str, limit: int) -> None:
+    """Three requests at once: exactly `limit` verifier sessions work side by side, the rest wait."""
+    queries = [(demo.DEMO_DIR / "queries" / name).read_text() for name in
+               ("01_nonsargable_date_filter.sql", "03_distinct_join_wide_rows.sql", "06_repeated_category_totals.sql")]
+    with running_sidecar(cluster, "--max-concurrent", str(limit)) as address:
+        stub = _stub(address)
+        with concurrent.futures.ThreadPoolExecutor(len(queries)) as pool:
+            replies = [pool.submit(stub.Rewrite, _request(q), timeout=300) for q in queries]
+            most = 0
+            while not all(r.done() for r in replies):
+                most = max(most, _verifier_sessions(admin_dsn))
+                time.sleep(0.02)
+            assert [r.result().status for r in replies] == ["improved"] * len(queries)
+    assert most == limit
+
+
+def test_cached_answers_expire_after_the_ttl(cluster: Any) -> None:
+    query = "SELECT id FROM users WHERE id = 7"
+    with running_sidecar(cluster, "--cache-ttl-s", "1.5") as address:
+        stub = _stub(address)
+        first = stub.Rewrite(_request(query, no_cache=False), timeout=60)
+        second = stub.Rewrite(_request(query, no_cache=False), timeout=60)
+        time.sleep(1.6)
+        third = stub.Rewrite(_request(query, no_cache=False), timeout=60)
+    assert (first.cached, second.cached, third.cached) == (False, True, False)
