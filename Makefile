@@ -5,13 +5,18 @@ PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := postgresql-15 postgresql-plpython3-15
 
-.PHONY: demo test setup system-deps down clean stubs
+.PHONY: demo test lint setup system-deps down clean stubs
 
 demo: setup
 	$(VENV)/bin/laser demo
 
-test: setup
+test: setup lint
 	$(VENV)/bin/python -m pytest
+
+# ruff (pyproject's [tool.ruff]) and mypy (strict for sidecar/verify and model/, see [tool.mypy]).
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 setup: system-deps $(VENV)/.installed
 

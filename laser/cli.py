@@ -9,13 +9,12 @@ from typing import Any
 
 import grpc
 import psycopg
-
 from laser_proto import laser_pb2, laser_pb2_grpc
+
 from laser import daemon, demo
 from laser.config import LocalSettings
 from laser.localdb import ClusterError, LocalCluster, bring_up
 from sidecar import server
-
 
 
 def _sidecar_address(args: argparse.Namespace) -> str:
@@ -52,7 +51,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     bring_up(cluster)
     demo.ensure_demo_database(cluster)
     daemon.start_background(cluster.state_dir, cluster.sidecar_address, cluster.sidecar_dsn())
-    print(f"sidecar serving on {cluster.sidecar_address} (log: {cluster.state_dir / 'sidecar.log'})", file=log, flush=True)
+    print(f"sidecar serving on {cluster.sidecar_address} (log: {cluster.state_dir / 'sidecar.log'})", file=log,
+        flush=True)
     stdout = sys.stdout
     sys.stdout = log  # progress lines go with the log, the table or JSON to stdout
     try:
@@ -236,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="verify in this process with the DSN's role, without a sidecar")
             p.set_defaults(func=cmd_verify)
         p.add_argument("--json", action="store_true", help="print the full evidence as JSON")
-        p.add_argument("--sidecar", help=f"sidecar address (default $LASER_SIDECAR_ADDRESS or {LocalSettings().sidecar_address})")
+        p.add_argument("--sidecar",
+            help=f"sidecar address (default $LASER_SIDECAR_ADDRESS or {LocalSettings().sidecar_address})")
         p.add_argument("--timeout-ms", type=int, default=300_000)
 
     adv = sub.add_parser("advise", help="capture slow statements from pg_stat_statements into laser.advisories "

@@ -1,6 +1,7 @@
 """Runs the sidecar in the background for the embedded default (pid file, log, health wait)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -20,7 +21,7 @@ def health_status(address: str, timeout_s: float = 1.0) -> str:
                 health_pb2.HealthCheckRequest(service=""), timeout=timeout_s)
         except grpc.RpcError:
             return "UNREACHABLE"
-    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
 
 
 def wait_serving(address: str, timeout_s: float = 30.0, process: subprocess.Popen[bytes] | None = None) -> None:
@@ -66,10 +67,8 @@ def stop_background(state_dir: Path, timeout_s: float = 15.0) -> bool:
         return False
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child
-        except ChildProcessError:
-            pass
         try:
             os.kill(pid, 0)
         except ProcessLookupError:

@@ -108,9 +108,9 @@ class LocalCluster:
         return f"host={self.socket_dir} port={self.port} user={SIDECAR_ROLE}"
 
     # -- running commands as the server's OS user -------------------------------------------
-    def _as_server(self, args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    def _as_server(self, args: list[str], input: str | None = None) -> subprocess.CompletedProcess[str]:
         command = (["runuser", "-u", "postgres", "--"] if _is_root() else []) + args
-        return subprocess.run(command, text=True, capture_output=True, **kwargs)  # type: ignore[call-overload]
+        return subprocess.run(command, text=True, capture_output=True, input=input)
 
     def _own(self, path: Path, mode: int) -> None:
         path.mkdir(parents=True, exist_ok=True)

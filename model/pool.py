@@ -18,6 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from sidecar.verify.evidence import Evidence
 from sidecar.verify.guard import GuardError
 from sidecar.verify.outcome import Outcome, OutcomeStatus
 from sidecar.verify.session import ReadOnlySession, SessionError
@@ -112,7 +113,7 @@ def _prepare(verifier: Verifier, job: Job) -> OriginalProfile | Outcome:
         return Outcome(OutcomeStatus.UNVERIFIABLE, f"the original is refused: {exc}")
     except OriginalError as exc:
         return Outcome(OutcomeStatus.UNVERIFIABLE, f"the original does not run: {exc}",
-                       evidence={"sqlstate": exc.sqlstate})
+                       evidence=Evidence(sqlstate=exc.sqlstate))
     except SessionError as exc:
         return Outcome(OutcomeStatus.UNVERIFIABLE, f"the database session failed: {exc}")
 

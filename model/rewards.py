@@ -26,9 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from sidecar.verify.evidence import Evidence
 from sidecar.verify.outcome import Outcome, OutcomeStatus
-
 
 # --------------------------------------------------------------------------------------------
 # LASER: hierarchical reward (seed 000, §5.2, Eq. 7-8)
@@ -277,6 +275,7 @@ def spa_milestones(outcome: Outcome, config: SpaRewardConfig = SpaRewardConfig()
     λ is compared with ≥, as in the verifier and DESIGN.md (SPA writes "exceeds"; the boundary is
     immaterial).
 
+    >>> from sidecar.verify import Evidence
     >>> spa_milestones(Outcome(OutcomeStatus.EXEC_ERROR))
     SpaMilestones(syntax=False, equivalence=False, plan=False)
     >>> spa_milestones(Outcome(OutcomeStatus.NOT_EQUIVALENT, evidence=Evidence(plan_changed=True)))
@@ -358,6 +357,7 @@ def spa_reward_components(outcome: Outcome, config: SpaRewardConfig = SpaRewardC
     there is no S and the speedup term is 0. Failures earn nothing (Eq. 3 has no penalty terms); they
     are pushed down by the group normalization of GRPO (Eq. 1).
 
+    >>> from sidecar.verify import Evidence
     >>> spa_reward_components(Outcome(OutcomeStatus.EXEC_ERROR))
     {'syntax': 0.0, 'equivalence': 0.0, 'plan': 0.0, 'speedup': 0.0, 'total': 0.0}
     >>> c = spa_reward_components(Outcome(OutcomeStatus.FASTER, speedup=2.2,
@@ -388,6 +388,7 @@ def spa_reward(outcome: Outcome, config: SpaRewardConfig = SpaRewardConfig(),
                gates: PgarsGates = ALL_GATES_OPEN) -> float:
     """r_i of SPA Eq. 3; pass `gates=pgars_gates(group)` for PGARS, or leave them open.
 
+    >>> from sidecar.verify import Evidence
     >>> spa_reward(Outcome(OutcomeStatus.GUARD_REFUSED))
     0.0
     >>> spa_reward(Outcome(OutcomeStatus.UNVERIFIABLE)), spa_reward(Outcome(OutcomeStatus.NOT_EQUIVALENT))

@@ -36,7 +36,8 @@ CHAT_TEMPLATE = (
 )
 """The role headers of ``sidecar.backends.base.plain_text``, after the BOS token."""
 
-_CONFIGS: dict[str, Callable[..., PretrainedConfig]] = {"llama": LlamaConfig, "qwen2": Qwen2Config, "qwen3": Qwen3Config}
+_CONFIGS: dict[str, Callable[..., PretrainedConfig]] = {"llama": LlamaConfig, "qwen2": Qwen2Config,
+    "qwen3": Qwen3Config}
 
 
 def build_tokenizer(texts: Iterable[str], vocab_size: int = 2000) -> PreTrainedTokenizerFast:

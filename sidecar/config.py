@@ -133,7 +133,7 @@ def from_env(cls: type[Settings], prefix: str, defaults: Mapping[str, Any] | Non
     return cls(**values)
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, cls: type[Any] = SidecarConfig,
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type = SidecarConfig,
                   prefix: str = ENV_PREFIX, skip: tuple[str, ...] = ()) -> None:
     """One flag per field of the settings dataclass `cls`: `--field-name`, typed as the field, help
     from the field's docstring; booleans get `--flag/--no-flag`. Every flag defaults to None, so
@@ -162,7 +162,7 @@ def config_from_args(args: argparse.Namespace, defaults: Mapping[str, Any] | Non
 
 
 @cache
-def field_docs(cls: type[Any]) -> dict[str, str]:
+def field_docs(cls: type) -> dict[str, str]:
     """The docstring under each field of a dataclass, whitespace folded (vLLM's convention).
 
     >>> field_docs(SidecarConfig)["max_candidates"]

@@ -189,9 +189,10 @@ class RewritePipeline:
     @property
     def backend(self) -> Backend:
         """The backend that describes this sidecar (ModelInfo): the model when there is one."""
-        backend = self.model or self.rules
-        assert backend is not None
-        return backend
+        if self.model is not None:
+            return self.model
+        assert self.rules is not None
+        return self.rules
 
     @property
     def backend_name(self) -> str:
@@ -215,9 +216,9 @@ class RewritePipeline:
                options.min_parameter_sets)
         if not options.no_cache:
             cached = self._cached(key)
-            if cached is not None:
-                same = {"original_sql": query} | ({} if cached.status == answer.IMPROVED else {"rewritten_sql": query})
-                return dataclasses.replace(cached, cached=True, **same)
+            if cached is not None:  # the answer, for the text as this caller wrote it
+                rewritten = cached.rewritten_sql if cached.status == answer.IMPROVED else query
+                return dataclasses.replace(cached, cached=True, original_sql=query, rewritten_sql=rewritten)
         result = self._rewrite(query, statement, database, role, login_role, options)
         if not options.past_deadline():  # an answer cut short is not cached
             self._store(key, result)
@@ -266,7 +267,8 @@ class RewritePipeline:
             status=answer.IMPROVED if chosen else answer.NO_IMPROVEMENT,
             original_sql=context.given,
             rewritten_sql=chosen.sql if chosen else context.given,
-            message=answer.message(chosen, attempts, len(context.originals), context.verifier.config.statement_timeout_ms,
+            message=answer.message(chosen, attempts, len(context.originals),
+                context.verifier.config.statement_timeout_ms,
                                    self.backend.name, refused),
             backend=self.backend_name,
             speedup=chosen.outcome.speedup if chosen else 1.0,
@@ -274,7 +276,7 @@ class RewritePipeline:
             rewrite_ms=chosen.outcome.candidate_ms if chosen else original.warmup.elapsed_ms,
             source=chosen.source if chosen else "",
             attempts=attempts,
-            measured_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            measured_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             verified_as=verified_as,
             original_example=original.sql,
             model=self.backend.model,
@@ -345,9 +347,9 @@ class RewritePipeline:
         harvest = Harvest(generation_ms=corrector.report.generation_s * 1000.0, report=corrector.report,
                           shown=shown)
         for index, draft in enumerate(corrector.report.drafts):
-            outcome = outcomes.get(id(draft)) or _unverified(draft)
-            if outcome is not None:
-                harvest.attempts.append(Attempt(draft.sql or draft.completion.text, draft.completion.source, outcome,
+            found = outcomes.get(id(draft)) or _unverified(draft)
+            if found is not None:
+                harvest.attempts.append(Attempt(draft.sql or draft.completion.text, draft.completion.source, found,
                                                 generation={"draft": index, **draft.to_json()}))
         return harvest
 

@@ -16,9 +16,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from laser_proto import laser_pb2, laser_pb2_grpc
 
+from sidecar.answer import RewriteResult, evidence_json
 from sidecar.backends.errors import BackendError
 from sidecar.config import SidecarConfig, add_config_arguments, config_from_args
-from sidecar.answer import RewriteResult, evidence_json
 from sidecar.pipeline import RequestError, RequestOptions, RewritePipeline
 from sidecar.verify import GuardError, OriginalError, Outcome
 from sidecar.verify.session import DatabaseUnavailable, PermissionRefused
@@ -88,6 +88,18 @@ def _response(result: RewriteResult) -> laser_pb2.RewriteResponse:
     )
 
 
+async def _finished(task: asyncio.Future[T]) -> T:
+    """The task's result. When the caller is cancelled (its deadline passed, it hung up), the work's
+    thread cannot be interrupted: wait for it (the pipeline stops at the deadline) before the slot it
+    holds is given to the next request, then pass the cancellation on."""
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await task
+        raise
+
+
 class LaserService(laser_pb2_grpc.LaserServicer):
     """Runs the blocking pipeline in worker threads, a bounded number at a time."""
 
@@ -105,7 +117,7 @@ class LaserService(laser_pb2_grpc.LaserServicer):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
         except DatabaseUnavailable as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-        except Exception as exc:  # noqa: BLE001 - the client gets a status, the log gets the trace
+        except Exception as exc:
             log.exception("request failed")
             await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
         raise AssertionError("unreachable: context.abort raises")
@@ -117,7 +129,8 @@ class LaserService(laser_pb2_grpc.LaserServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         raise AssertionError("unreachable: context.abort raises")
 
-    async def Rewrite(self, request: laser_pb2.RewriteRequest, context: grpc.aio.ServicerContext) -> laser_pb2.RewriteResponse:  # noqa: N802
+    async def Rewrite(  # noqa: N802 - the gRPC method's name
+            self, request: laser_pb2.RewriteRequest, context: grpc.aio.ServicerContext) -> laser_pb2.RewriteResponse:
         options = await self._checked(context, lambda: _options(request.options, context, request.parameter_sets))
         result = await self._call(context, lambda: self.pipeline.rewrite(
             request.query, request.target.database, request.target.role, request.target.login_role, options))
@@ -125,14 +138,17 @@ class LaserService(laser_pb2_grpc.LaserServicer):
                  request.target.role, result.status, result.speedup, result.cached)
         return _response(result)
 
-    async def Verify(self, request: laser_pb2.VerifyRequest, context: grpc.aio.ServicerContext) -> laser_pb2.VerifyResponse:  # noqa: N802
+    async def Verify(  # noqa: N802 - the gRPC method's name
+            self, request: laser_pb2.VerifyRequest, context: grpc.aio.ServicerContext) -> laser_pb2.VerifyResponse:
         options = await self._checked(context, lambda: _options(request.options, context, request.parameter_sets))
         outcome = await self._call(context, lambda: self.pipeline.verify(
             request.original, request.candidate, request.target.database, request.target.role,
             request.target.login_role, options))
         return laser_pb2.VerifyResponse(outcome=_outcome_message(outcome))
 
-    async def ModelInfo(self, request: laser_pb2.ModelInfoRequest, context: grpc.aio.ServicerContext) -> laser_pb2.ModelInfoResponse:  # noqa: N802
+    async def ModelInfo(  # noqa: N802 - the gRPC method's name
+            self, request: laser_pb2.ModelInfoRequest,
+            context: grpc.aio.ServicerContext) -> laser_pb2.ModelInfoResponse:
         pipeline = self.pipeline
         info = pipeline.backend.info()
         config = pipeline.config

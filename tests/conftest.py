@@ -16,7 +16,6 @@ import psycopg
 import pytest
 
 from laser import daemon, demo
-
 from laser.localdb import LocalCluster, default_state_dir, install_extension
 
 TEST_PG_PORT = int(os.environ.get("LASER_TEST_PG_PORT", "54339"))
@@ -42,7 +41,8 @@ def cluster(sidecar_address: str) -> Iterator[LocalCluster]:
     instance.wait_ready()
     instance.ensure_advisor_settings()
     # The address a test sidecar listens on changes per session; keep the setting current.
-    instance.psql("-c", f"ALTER SYSTEM SET laser.sidecar_address = '{sidecar_address}'", "-c", "SELECT pg_reload_conf()")
+    instance.psql("-c", f"ALTER SYSTEM SET laser.sidecar_address = '{sidecar_address}'", "-c",
+        "SELECT pg_reload_conf()")
     install_extension(instance)
     instance.ensure_sidecar_role()
     demo.ensure_demo_database(instance)

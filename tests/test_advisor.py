@@ -85,7 +85,7 @@ def capture(admin_dsn: str, **arguments: Any) -> list[str]:
 
 
 def rows(dsn: str, query: str, params: Any = None) -> list[dict[str, Any]]:
-    with _connect(dsn, row_factory=psycopg.rows.dict_row) as conn:
+    with psycopg.connect(dsn, autocommit=True, row_factory=psycopg.rows.dict_row) as conn:
         return conn.execute(query, params).fetchall()
 
 
@@ -118,7 +118,7 @@ def advise(adv: dict[str, str], statement: str) -> dict[str, Any]:
 
 
 def _advisory(captured: dict[str, Any], fragment: str) -> dict[str, Any]:
-    found = [a for a in captured["advisories"] if fragment in a["normalized_sql"]]
+    found: list[dict[str, Any]] = [a for a in captured["advisories"] if fragment in a["normalized_sql"]]
     assert len(found) == 1, [a["normalized_sql"] for a in captured["advisories"]]
     return found[0]
 
@@ -272,7 +272,8 @@ def test_revalidation_marks_stale_when_the_rewrite_stops_winning_and_pending_whe
     history = rows(adv["admin"], "SELECT from_status, to_status FROM laser.advisory_history"
                                  " WHERE advisory_id = %s ORDER BY id", (literal,))
     assert [(h["from_status"], h["to_status"]) for h in history][-2:] == [("approved", "stale"), ("stale", "pending")]
-    with _connect(adv["admin"]) as conn, pytest.raises(errors.ObjectNotInPrerequisiteState, match="only approved and stale"):
+    with _connect(adv["admin"]) as conn, pytest.raises(errors.ObjectNotInPrerequisiteState,
+        match="only approved and stale"):
         conn.execute("CALL laser.revalidate(%s)", (literal,))
 
 
@@ -287,16 +288,18 @@ def test_bad_arguments_and_transaction_blocks_are_refused_and_change_nothing(adv
             conn.execute("CALL laser.capture(top_n => 0)")
         with pytest.raises(errors.NoDataFound, match="no advisory with id 424242"):
             conn.execute("CALL laser.revalidate(424242)")
-    with psycopg.connect(adv["admin"]) as conn:  # not autocommit: inside a transaction block
-        with pytest.raises(psycopg.Error, match="cannot run inside a transaction block"):
-            conn.execute("CALL laser.capture()")
+    with psycopg.connect(adv["admin"]) as conn, pytest.raises(  # not autocommit: inside a transaction block
+            psycopg.Error, match="cannot run inside a transaction block"):
+        conn.execute("CALL laser.capture()")
     assert rows(adv["admin"], "SELECT count(*) AS n FROM laser.capture_runs")[0]["n"] == before
-    with _connect(adv["admin"]) as conn, pytest.raises(errors.FeatureNotSupported, match="pg_cron is not installed") as info:
+    with _connect(adv["admin"]) as conn, pytest.raises(errors.FeatureNotSupported,
+        match="pg_cron is not installed") as info:
         conn.execute("SELECT laser.schedule()")
     assert "laser advise" in (info.value.diag.message_hint or "")
 
 
-def test_sidecar_down_records_the_attempt_and_the_next_run_advises(adv: dict[str, str], captured: dict[str, Any]) -> None:
+def test_sidecar_down_records_the_attempt_and_the_next_run_advises(adv: dict[str, str], captured: dict[str,
+    Any]) -> None:
     new_statement = "SELECT max(amount) FROM adv_orders WHERE created_at::date = '{day}'"
     with _connect(adv["app"]) as conn:
         for day in DAYS:
@@ -388,7 +391,8 @@ def test_database_restart_during_capture_is_picked_up_by_the_next_run(
     assert len(advised) == 1
 
 
-def test_laser_advise_command_captures_and_lists_pending(adv: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_laser_advise_command_captures_and_lists_pending(adv: dict[str, str],
+    capsys: pytest.CaptureFixture[str]) -> None:
     """`laser advise`: the scheduler where pg_cron is not installed (here: one round)."""
     from laser.cli import main
 

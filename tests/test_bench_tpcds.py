@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import re
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,8 @@ import pytest
 from benchdata import Loaded, load_dataset
 from psycopg import errors
 
-from laser.bench import csvdata, tpcds
+from laser.bench import tpcds
+from laser.bench.csvdata import DatasetError
 from laser.bench.workloads import BenchQuery
 from laser.localdb import LocalCluster
 
@@ -80,14 +82,14 @@ def test_csv_columns_match_the_schema(loaded: Loaded, conn: psycopg.Connection) 
 
 @pytest.mark.parametrize("scale", [0, -1, float("nan"), float("inf"), "one"])
 def test_unsupported_scale_is_a_clear_error(scale: object, tmp_path: Path) -> None:
-    with pytest.raises(tpcds.DatasetError, match="scale factor"):
+    with pytest.raises(DatasetError, match="scale factor"):
         tpcds.generate(scale, tmp_path / "data")  # type: ignore[arg-type]
 
 
 def test_missing_generator_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(csvdata.sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(tpcds.DatasetError, match="tpcgen-cli"):
+    with pytest.raises(DatasetError, match="tpcgen-cli"):
         tpcds.generate(SCALE, tmp_path / "data")
 
 
@@ -106,8 +108,9 @@ def test_all_tables_loaded(loaded: Loaded) -> None:
 
 def test_empty_fields_are_null_and_text_is_kept(conn: psycopg.Connection) -> None:
     # dsdgen leaves c_login empty for every customer, and t_meal_time outside meal times.
-    assert conn.execute("SELECT count(*), count(c_login) FROM customer").fetchone()[1] == 0  # type: ignore[index]
-    meals = dict(conn.execute("SELECT coalesce(t_meal_time::text, '<null>'), count(*) FROM time_dim GROUP BY 1"))
+    assert conn.execute("SELECT count(*), count(c_login) FROM customer").fetchone()[1] == 0
+    meals: dict[str, int] = dict(conn.execute(
+        "SELECT coalesce(t_meal_time::text, '<null>'), count(*) FROM time_dim GROUP BY 1"))
     assert meals.keys() == {"<null>", "breakfast", "lunch", "dinner"}, meals
     assert conn.execute("SELECT count(*) FROM item WHERE i_item_desc = ''").fetchone() == (0,)
     open_ended = conn.execute("SELECT count(*) FROM call_center WHERE cc_rec_end_date IS NULL").fetchone()
@@ -151,7 +154,7 @@ def test_load_replaces_existing_tables(cluster: LocalCluster, loaded: Loaded, tm
             indexes = empty.execute("SELECT count(*) FROM pg_indexes WHERE schemaname = 'public'").fetchone()
         assert indexes == (len(tpcds.TABLES),)
         (tmp_path / "store.csv").unlink()
-        with pytest.raises(tpcds.DatasetError, match="store.csv"):
+        with pytest.raises(DatasetError, match="store.csv"):
             tpcds.load(dsn, tmp_path)
     finally:
         cluster.psql("-c", f"DROP DATABASE IF EXISTS {EMPTY_DB} WITH (FORCE)")
@@ -160,7 +163,7 @@ def test_load_replaces_existing_tables(cluster: LocalCluster, loaded: Loaded, tm
 # -- the workload ----------------------------------------------------------------------------------
 
 def _expected_ids(suffix: str = "") -> list[str]:
-    ids = []
+    ids: list[str] = []
     for n in range(1, 100):
         names = [f"q{n:02d}a", f"q{n:02d}b"] if n in tpcds.MULTI_PART else [f"q{n:02d}"]
         ids.extend(f"{name}{suffix}" for name in names)
@@ -188,10 +191,10 @@ def test_workload_is_deterministic_and_instances_differ() -> None:
     assert two[:103] == WORKLOAD  # instance 1 does not depend on how many are asked for
     assert [q.id for q in two[103:]] == _expected_ids("_2")
     assert [q.template for q in two[103:]] == [q.id for q in WORKLOAD]
-    changed = sum(a.sql != b.sql for a, b in zip(WORKLOAD, two[103:]))
+    changed = sum(a.sql != b.sql for a, b in zip(WORKLOAD, two[103:], strict=True))
     assert changed >= 90, changed  # a handful of templates have no substitutions
     other_seed = tpcds.queries(instances=1, seed=2)
-    assert sum(a.sql != b.sql for a, b in zip(WORKLOAD, other_seed)) >= 90
+    assert sum(a.sql != b.sql for a, b in zip(WORKLOAD, other_seed, strict=True)) >= 90
     assert tpcds.queries(instances=1, seed=2) == other_seed
 
 

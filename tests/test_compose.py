@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -11,8 +12,9 @@ from laser.localdb import DEFAULT_SIDECAR_ADDRESS, SIDECAR_ROLE
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _compose() -> dict:
-    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+def _compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return loaded
 
 
 def test_compose_parses_and_builds_from_files_that_exist() -> None:
@@ -59,4 +61,5 @@ def test_docker_init_creates_the_role_the_sidecar_uses() -> None:
     init = (ROOT / "pg_extension" / "docker-init.sql").read_text()
     assert f"CREATE ROLE {SIDECAR_ROLE} LOGIN" in init
     assert "CREATE EXTENSION IF NOT EXISTS laser" in init
-    assert "COPY pg_extension/docker-init.sql /docker-entrypoint-initdb.d/" in (ROOT / "pg_extension" / "Dockerfile").read_text()
+    dockerfile = (ROOT / "pg_extension" / "Dockerfile").read_text()
+    assert "COPY pg_extension/docker-init.sql /docker-entrypoint-initdb.d/" in dockerfile

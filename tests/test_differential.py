@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -158,10 +159,10 @@ def test_sampling_is_repeatable_and_follows_the_querys_filters_along_links(sessi
     from sidecar.verify import tablefacts
     from sidecar.verify.instances import Focus, InstanceBuilder, InstanceConfig, Link
 
-    def sample() -> tuple[str, list[tuple[int, str]]]:
+    def sample() -> tuple[str, list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         with session.transaction() as cur:
             oids = tablefacts.resolve(cur, [(None, "users"), (None, "orders")])
-            users, orders = (tablefacts.load(cur, oids[(None, name)]) for name in ("users", "orders"))
+            users, orders = (tablefacts.load(cur, oids[(None, name)] or 0) for name in ("users", "orders"))
         focus = [Focus(users.oid, "u", "u.country = 'CA'"),
                  Focus(orders.oid, "o", "o.status = 'refunded' AND o.amount > 1800")]
         with session.scratch() as scratch:

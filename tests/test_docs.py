@@ -5,10 +5,10 @@ import doctest
 import importlib
 import pkgutil
 
+import laser_db
 import pytest
 
 import laser
-import laser_db
 import model
 import sidecar
 

@@ -5,6 +5,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -21,7 +22,7 @@ SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM orders), (SELECT coun
 """
 
 
-def _fingerprint(conn: psycopg.Connection) -> tuple:
+def _fingerprint(conn: psycopg.Connection) -> tuple[Any, ...]:
     conn.execute("SELECT pg_stat_force_next_flush()")
     row = conn.execute(FINGERPRINT).fetchone()
     assert row is not None
@@ -49,9 +50,8 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(
     admin: psycopg.Connection, demo_dsn: str, query: str | None, error: type[Exception], message: str
 ) -> None:
     before = _fingerprint(admin)
-    with psycopg.connect(demo_dsn, autocommit=True) as conn:
-        with pytest.raises(error) as raised:
-            conn.execute("SELECT laser_rewrite(%s)", (query,))
+    with psycopg.connect(demo_dsn, autocommit=True) as conn, pytest.raises(error) as raised:
+        conn.execute("SELECT laser_rewrite(%s)", (query,))
     assert message in str(raised.value)
     assert str(raised.value).startswith("laser: ")
     assert _fingerprint(admin) == before
@@ -106,7 +106,8 @@ def test_verify_reports_equivalence_and_counterexample_rows(demo_dsn: str) -> No
 def test_candidate_that_tries_to_write_is_stopped_and_nothing_changes(admin: psycopg.Connection, demo_dsn: str) -> None:
     admin.execute("""
         CREATE OR REPLACE FUNCTION public.sneaky_insert() RETURNS int LANGUAGE plpgsql AS
-        $$ BEGIN INSERT INTO users (id, email, name, country, signup_date, is_active) VALUES (-1, 'x@x', 'x', 'XX', current_date, true);
+        $$ BEGIN INSERT INTO users (id, email, name, country, signup_date, is_active)
+                 VALUES (-1, 'x@x', 'x', 'XX', current_date, true);
            RETURN 1; END $$""")
     before = _fingerprint(admin)
     with psycopg.connect(demo_dsn, autocommit=True) as conn:
@@ -240,7 +241,9 @@ def test_current_role_is_used_not_just_the_login(cluster, private_tables: dict[s
         conn.execute("""
             DO $$ BEGIN
               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'auditors') THEN CREATE ROLE auditors NOLOGIN; END IF;
-              IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'clerk') THEN CREATE ROLE clerk LOGIN NOINHERIT; END IF;
+              IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'clerk') THEN
+                CREATE ROLE clerk LOGIN NOINHERIT;
+              END IF;
             END $$;
             GRANT auditors TO clerk;
             GRANT SELECT ON public.secret TO auditors;
@@ -269,7 +272,8 @@ def test_callers_function_cannot_switch_to_a_more_privileged_role(private_tables
               PERFORM set_config('role', 'postgres', true);
               RETURN (SELECT sum(salary) FROM public.secret);
             END $$""")
-        verdict = conn.execute("SELECT laser_verify('SELECT 1::bigint AS s', 'SELECT nosy_own.peek() AS s')").fetchone()[0]
+        verdict = conn.execute(
+            "SELECT laser_verify('SELECT 1::bigint AS s', 'SELECT nosy_own.peek() AS s')").fetchone()[0]
     assert verdict["status"] == "exec_error", verdict
     assert "permission denied" in verdict["detail"]
     assert "equivalence" not in verdict["evidence"]
@@ -279,7 +283,6 @@ def test_callers_function_cannot_switch_to_a_more_privileged_role(private_tables
 
 def test_unknown_role_is_refused(sidecar: str) -> None:
     import grpc
-
     from laser_proto import laser_pb2, laser_pb2_grpc
 
     request = laser_pb2.VerifyRequest(original="SELECT 1", candidate="SELECT 2",

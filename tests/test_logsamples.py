@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from typing import Any
 
 import psycopg
 import pytest
@@ -277,7 +278,7 @@ def test_samples_from_a_real_server_log(cluster, admin_dsn: str) -> None:
             " from pg_stat_statements where query like %s and query like 'select%%'",
             (f"%{table}%",)).fetchall()
         conn.execute("RESET log_min_duration_statement")
-    queries = dict(rows)
+    queries: dict[str, Any] = dict(rows)
     assert len(rows) == 2 and set(queries) == {"literal", "bound"}, rows
     assert queries["literal"] == (f"select count(*) from {table}\n"
                                   f"  where a > $1 and b <> $2 and c < date $3 and $4")

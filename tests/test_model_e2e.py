@@ -13,14 +13,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from model import sft, tiny
 from laser import daemon, demo
-from sidecar.prompting import prompts
+from model import sft, tiny
 from sidecar.backends.base import plain_text
 from sidecar.backends.rules import RulesBackend
 from sidecar.backends.transformers_backend import TransformersBackend
 from sidecar.config import SidecarConfig
 from sidecar.pipeline import RewritePipeline
+from sidecar.prompting import prompts
 from sidecar.verify import GuardError, guard
 
 ROOT = Path(__file__).resolve().parent.parent

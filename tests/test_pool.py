@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from laser.localdb import LocalCluster
-from laser.bench.verifier import ensure_fixture_database
-from sidecar.verify import OutcomeStatus, VerifierConfig
 from laser.bench.pairs import load_pairs
+from laser.bench.verifier import ensure_fixture_database
+from laser.localdb import LocalCluster
 from model.pool import Job, VerifierPool, outcome_counts
+from sidecar.verify import OutcomeStatus, VerifierConfig
 
 PAIRS = Path(__file__).resolve().parent.parent / "sql" / "verifier"
 
@@ -18,8 +18,10 @@ def test_pool_verifies_in_parallel_and_keeps_job_order(demo_dsn: str) -> None:
         Job("SELECT id FROM users WHERE id < 100", "SELECT id FROM users WHERE id < 99"),
         Job("SELECT id FROM users WHERE id < 100", "DELETE FROM users"),
         Job("SELECT nope FROM users", "SELECT id FROM users"),
-        Job("SELECT count(*) AS n FROM orders o WHERE o.user_id = $1", "SELECT count(o.id) AS n FROM orders o WHERE o.user_id = $1"),
-        Job("SELECT count(*) AS n FROM orders o WHERE o.user_id = $1", "SELECT count(*) AS n FROM orders o WHERE o.user_id = $1 + 1",
+        Job("SELECT count(*) AS n FROM orders o WHERE o.user_id = $1",
+            "SELECT count(o.id) AS n FROM orders o WHERE o.user_id = $1"),
+        Job("SELECT count(*) AS n FROM orders o WHERE o.user_id = $1",
+            "SELECT count(*) AS n FROM orders o WHERE o.user_id = $1 + 1",
             values=((1, "7"),)),
     ]
     config = VerifierConfig(statement_timeout_ms=20_000, timed_runs=1)

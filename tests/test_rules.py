@@ -73,7 +73,7 @@ CASES = [case for path in sorted(FIXTURES.glob("*.sql")) for case in parse_fixtu
 FIRING = [case for case in CASES if case.expected_sql is not None]
 
 
-def _rule(name: str) -> Callable[[exp.Expression, Catalog], exp.Expression | None]:
+def _rule(name: str) -> Callable[[exp.Expr, Catalog], exp.Expr | None]:
     return getattr(importlib.import_module(f"sidecar.rules.{name}"), name)  # type: ignore[no-any-return]
 
 
@@ -192,7 +192,7 @@ def _planner_cost(conn: psycopg.Connection) -> Callable[[str], float | None]:
     def cost(sql: str) -> float | None:
         try:
             with conn.transaction():
-                plan = conn.execute("EXPLAIN (FORMAT JSON) " + sql).fetchone()[0]  # type: ignore[index]
+                plan = conn.execute("EXPLAIN (FORMAT JSON) " + sql).fetchone()[0]
         except psycopg.Error:
             return None
         return float(plan[0]["Plan"]["Total Cost"])

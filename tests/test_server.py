@@ -16,8 +16,8 @@ import grpc
 import psycopg
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from laser_proto import laser_pb2, laser_pb2_grpc
+
 from laser import daemon, demo
 from sidecar.config import SidecarConfig
 
@@ -96,7 +96,7 @@ def test_graceful_shutdown_on_sigterm(cluster) -> None:
     ({"max_new_tokens": 0}, "max_new_tokens must be positive"),
     ({"search_budget_s": -1}, "search_budget_s must not be negative"),
 ])
-def test_config_is_validated(overrides: dict, message: str) -> None:
+def test_config_is_validated(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SidecarConfig(**overrides)
 
@@ -104,7 +104,8 @@ def test_config_is_validated(overrides: dict, message: str) -> None:
 def test_search_budget_from_the_command_line_and_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     import argparse
 
-    from sidecar.server import add_arguments, config_from_args
+    from sidecar.config import config_from_args
+    from sidecar.server import add_arguments
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

@@ -80,7 +80,7 @@ CATALOG = {
 
 def _catalog(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
     with psycopg.connect(dsn) as conn:
-        return {name: conn.execute(query).fetchall() for name, query in CATALOG.items()}  # type: ignore[arg-type]
+        return {name: conn.execute(query).fetchall() for name, query in CATALOG.items()}
 
 
 @pytest.fixture(scope="module")

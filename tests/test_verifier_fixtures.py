@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from laser.localdb import LocalCluster
-from laser.bench.verifier import ensure_fixture_database
-from sidecar.verify import OutcomeStatus, ReadOnlySession, Verifier, VerifierConfig
 from laser.bench.pairs import Pair, load_pairs
+from laser.bench.verifier import ensure_fixture_database
+from laser.localdb import LocalCluster
+from sidecar.verify import OutcomeStatus, ReadOnlySession, Verifier, VerifierConfig
 
 FIXTURES = Path(__file__).resolve().parent.parent / "sql" / "verifier"
 

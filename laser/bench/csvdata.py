@@ -117,7 +117,7 @@ class CsvDataSet:
             f"in {time.monotonic() - started:.1f} s")
         return directory
 
-    def load(self, dsn: str, csv_dir: Path, indexes: Sequence[str | sql.Composable] = (),
+    def load(self, dsn: str, csv_dir: Path, indexes: Sequence[str | sql.SQL | sql.Composed] = (),
              progress: Progress | None = None) -> dict[str, int]:
         """Load `csv_dir` into the database at `dsn`; returns the rows per table.
 

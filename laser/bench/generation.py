@@ -27,9 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from laser import demo
 from laser.localdb import LocalCluster, bring_up
@@ -119,9 +117,10 @@ def main(args: argparse.Namespace) -> int:
 
     report = {
         "meta": {"model": label, "model_dir": str(model_dir) if args.model_dir else "(built in a temporary directory)",
-                 "parameters": info.details.get("parameters"), "device": info.device, "dtype": info.details.get("dtype"),
+                 "parameters": info.details.get("parameters"), "device": info.device,
+                     "dtype": info.details.get("dtype"),
                  "torch_threads": torch.get_num_threads(), "machine": _machine(), "max_new_tokens": args.max_new_tokens,
-                 "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                 "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                  "command": "laser bench-generation " + " ".join(sys.argv[2:])},
         "requests": rows, "summary": _summary(rows), "probe": probe,
     }

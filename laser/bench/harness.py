@@ -107,7 +107,7 @@ def _database(args: argparse.Namespace) -> str:
 def _meta(args: argparse.Namespace, label: str, dsn: str, protocol: Protocol, methods: list[str]) -> dict[str, Any]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
-        settings = dict(conn.execute(
+        settings: dict[str, str] = dict(conn.execute(
             "SELECT name, setting FROM pg_settings WHERE name IN "
             "('shared_buffers', 'work_mem', 'max_parallel_workers_per_gather', 'join_collapse_limit', "
             "'effective_cache_size', 'jit')").fetchall())

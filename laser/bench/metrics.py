@@ -119,7 +119,7 @@ def summarize(outputs: Sequence[Output], cap_s: float | None = None) -> dict[str
         return min(value, cap_s) if cap_s is not None else value
 
     counted = [capped(o.counted_s) for o in outputs]
-    speedups = [(capped(o.original_s) / c) if c > 0 else 1.0 for o, c in zip(outputs, counted)]
+    speedups = [(capped(o.original_s) / c) if c > 0 else 1.0 for o, c in zip(outputs, counted, strict=True)]
     valid = [o for o in outputs if o.valid]
     equivalent = [o for o in valid if o.equivalent is True]
     summary: dict[str, Any] = {

@@ -23,7 +23,8 @@ def markdown(result: dict[str, Any]) -> str:
     meta = result["meta"]
     cap = meta["protocol"]["timeout_s"]
     header = ["Method", "Succ.", "Equiv.", "Mean", "P50", "P75", "P90", "P95", "Improved",
-              *(f"Spd≥{k}×" for k in THRESHOLDS), *(f"Sld≥{k}×" for k in THRESHOLDS), "Rewrite time (gen + verify, median)"]
+              *(f"Spd≥{k}×" for k in THRESHOLDS), *(f"Sld≥{k}×" for k in THRESHOLDS),
+                  "Rewrite time (gen + verify, median)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, s in result["summary"].items():
         timing = s.get("rewrite_time_s")

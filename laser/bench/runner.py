@@ -234,7 +234,8 @@ class Runner:
         return {"queries": digest, "protocol": asdict(self.protocol), "equiv_timeout_s": self.equiv_timeout_s,
                 "methods": [m.fingerprint() for m in self.methods]}
 
-    def run(self, queries: Sequence[BenchQuery], state: Path | None = None, fresh: bool = False) -> list[dict[str, Any]]:
+    def run(self, queries: Sequence[BenchQuery], state: Path | None = None, fresh: bool = False) -> list[dict[str,
+        Any]]:
         """Per-query records, in workload order; finished ones are read back from `state`."""
         if len({q.id for q in queries}) != len(queries):
             raise BenchError("query ids must be unique within a workload")
@@ -242,7 +243,8 @@ class Runner:
         records: list[dict[str, Any]] = []
         started = time.monotonic()
         measured = 0
-        with ReadOnlySession.connect(self.dsn, None, statement_timeout_ms=int(self.protocol.timeout_s * 1000)) as session:
+        with ReadOnlySession.connect(self.dsn, None,
+            statement_timeout_ms=int(self.protocol.timeout_s * 1000)) as session:
             verifier = Verifier(session, self.verifier_config())
             for i, query in enumerate(queries, start=1):
                 if query.id in done:
@@ -302,12 +304,13 @@ class Runner:
             return record
         proposals = {m.name: m.propose(query) for m in self.methods}
         warmup = original.first
-        if original.timed_out and self.equiv_timeout_s and self.equiv_timeout_s > self.protocol.timeout_s:
-            if any(p.sql and _normalized(p.sql) != _normalized(query.sql) for p in proposals.values()):
-                run = session.run(query.sql, timeout_ms=int(self.equiv_timeout_s * 1000))
-                if run.ok:
-                    warmup = run
-                    record[ORIGINAL]["result_within_s"] = _round(run.elapsed_ms / 1000.0)
+        longer = bool(self.equiv_timeout_s and self.equiv_timeout_s > self.protocol.timeout_s)
+        if original.timed_out and longer and any(p.sql and _normalized(p.sql) != _normalized(query.sql)
+                                                 for p in proposals.values()):
+            run = session.run(query.sql, timeout_ms=int((self.equiv_timeout_s or 0) * 1000))
+            if run.ok:
+                warmup = run
+                record[ORIGINAL]["result_within_s"] = _round(run.elapsed_ms / 1000.0)
         try:
             profile: OriginalProfile | None = verifier.prepare(query.sql, warmup=warmup)
         except (GuardError, OriginalError) as exc:

@@ -230,7 +230,7 @@ def queries(instances: int = 1, seed: int = 1, scale: float = 1.0) -> list[Bench
             if len(statements) != expected:
                 raise DatasetError(f"template {number} gave {len(statements)} statements, expected {expected}")
             names = [f"q{number:02d}a", f"q{number:02d}b"] if expected == 2 else [f"q{number:02d}"]
-            for name, statement in zip(names, statements):
+            for name, statement in zip(names, statements, strict=True):
                 result.append(BenchQuery(f"{name}{suffix}", _postgres_fixes(name, statement), name,
                                          _copy(params.get((stream, number), {}))))
     return result

@@ -116,7 +116,8 @@ def _finish_run(plpy: Any, run_id: int, status: str, counts: dict[str, int], mes
         update laser.capture_runs set status = $2, finished_at = clock_timestamp(), considered = $3, advised = $4,
                no_improvement = $5, failed = $6, message = $7 where id = $1""",
           ["int8", "text", "int4", "int4", "int4", "int4", "text"],
-          [run_id, status, counts["considered"], counts["advised"], counts["no_improvement"], counts["failed"], message])
+          [run_id, status, counts["considered"], counts["advised"], counts["no_improvement"], counts["failed"],
+              message])
 
 
 def _stat_statements_schema(plpy: Any) -> str:
@@ -396,7 +397,8 @@ def _revalidate_locked(plpy: Any, advisory: int | None, budget_s: int) -> None:
             outcome = json.loads(verdict.outcome.evidence_json)
         wins = outcome.get("status") == "faster"
         summary = {"status": outcome.get("status"), "detail": outcome.get("detail", ""),
-                   "speedup": outcome.get("speedup"), "parameter_sets": outcome.get("evidence", {}).get("parameter_sets")}
+                   "speedup": outcome.get("speedup"), "parameter_sets": outcome.get("evidence",
+                       {}).get("parameter_sets")}
         new_status = row["status"]
         if row["status"] == "approved" and not wins:
             new_status, reason = "stale", f"revalidation: {outcome.get('status')}: {outcome.get('detail', '')}"

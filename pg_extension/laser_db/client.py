@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import grpc
-
 from laser_proto import laser_pb2, laser_pb2_grpc
 
 _channels: dict[str, grpc.Channel] = {}
@@ -71,7 +70,7 @@ class Caller:
         return laser_pb2.Target(database=self.database, role=self.role, login_role=self.login_role)
 
 
-ParameterValues = dict  # {n: text or None} for $n
+ParameterValues = dict[int, "str | None"]  # {n: text or None} for $n
 
 
 def parameter_sets(sets: list[ParameterValues], source: str) -> list[laser_pb2.ParameterSet]:
@@ -95,7 +94,8 @@ def rewrite(address: str, query: str, caller: Caller, timeout_ms: int,
         parameter_sets=sets or [],
     )
     try:
-        return _stub(address).Rewrite(request, timeout=timeout_ms / 1000.0)
+        reply: laser_pb2.RewriteResponse = _stub(address).Rewrite(request, timeout=timeout_ms / 1000.0)
+        return reply
     except grpc.RpcError as exc:
         raise _failure(exc, address, timeout_ms) from None
 
@@ -107,7 +107,8 @@ def verify(address: str, original: str, candidate: str, caller: Caller, timeout_
                                       options=laser_pb2.Options(min_parameter_sets=min_parameter_sets),
                                       parameter_sets=sets or [])
     try:
-        return _stub(address).Verify(request, timeout=timeout_ms / 1000.0)
+        reply: laser_pb2.VerifyResponse = _stub(address).Verify(request, timeout=timeout_ms / 1000.0)
+        return reply
     except grpc.RpcError as exc:
         raise _failure(exc, address, timeout_ms) from None
 
@@ -115,6 +116,8 @@ def verify(address: str, original: str, candidate: str, caller: Caller, timeout_
 def model_info(address: str, timeout_ms: int) -> laser_pb2.ModelInfoResponse:
     """What the sidecar generates candidates with (backend, model, versions, device)."""
     try:
-        return _stub(address).ModelInfo(laser_pb2.ModelInfoRequest(), timeout=timeout_ms / 1000.0)
+        reply: laser_pb2.ModelInfoResponse = _stub(address).ModelInfo(laser_pb2.ModelInfoRequest(),
+                                                                       timeout=timeout_ms / 1000.0)
+        return reply
     except grpc.RpcError as exc:
         raise _failure(exc, address, timeout_ms) from None

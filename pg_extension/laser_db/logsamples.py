@@ -347,7 +347,7 @@ def _bind(constants: list[str], numbers: list[int],
           parameters: dict[int, str | None | object] | None) -> dict[int, str | None] | None:
     """The parameter set of one match, or None when a value is unknown, invalid or inconsistent."""
     values: dict[int, str | None] = {}
-    for constant, number in zip(constants, numbers):
+    for constant, number in zip(constants, numbers, strict=False):
         value = _literal_value(constant)
         if isinstance(value, tuple):
             if parameters is None or value[1] not in parameters:

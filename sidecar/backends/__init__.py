@@ -1,10 +1,10 @@
-"""Candidate generators behind one interface: rules (no model), transformers, vllm."""
+"""Candidate generators behind one interface (`base.Backend`): rules (no model), transformers, vllm."""
 from __future__ import annotations
 
-from typing import Any
+from sidecar.backends.base import Backend
 
 
-def load_backend(name: str, model_dir: str = "", device: str = "auto") -> Any:
+def load_backend(name: str, model_dir: str = "", device: str = "auto") -> Backend:
     """The backend `name`, with its model loaded (model backends import their libraries only here).
 
     Raises BackendError when the model cannot be loaded, ValueError for an unknown name.

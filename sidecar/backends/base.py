@@ -27,14 +27,6 @@ class Prompt:
     messages: tuple[Message, ...] = ()
     """The rendered model prompt as chat turns (sidecar.prompting.prompts); backends without a model ignore it.
     A backend applies its tokenizer's chat template, or :func:`plain_text` where there is none."""
-    cost: Callable[[str], float | None] | None = field(default=None, compare=False, repr=False)
-    """The planner's cost estimate of a SQL text (None: it cannot be planned), for backends that
-    search (the rules backend's beam search); None where no database is at hand."""
-    deadline: float | None = field(default=None, compare=False)
-    """``time.monotonic()`` by which a searching backend stops exploring."""
-    search: dict[str, Any] | None = field(default=None, compare=False, repr=False)
-    """Where a searching backend reports what its search did (candidates planned and pruned,
-    seconds, whether the deadline cut it short), for the evidence; None: nobody asks."""
 
 
 @dataclass(frozen=True)
@@ -65,9 +57,13 @@ class ModelInfo:
 
 
 class Backend(Protocol):
+    """What every candidate generator offers; `model` and `version` describe it for ModelInfo."""
+
     name: str
     model: str
-    version: str
+
+    @property
+    def version(self) -> str: ...
 
     def generate(
         self,

@@ -73,9 +73,7 @@ class RulesBackend:
     def version(self) -> str:
         from importlib.metadata import version
 
-        import sqlglot
-
-        return f"laser-pg {version('laser-pg')}, sqlglot {sqlglot.__version__}"
+        return f"laser-pg {version('laser-pg')}, sqlglot {version('sqlglot')}"
 
     def search(self, query: str, catalog: Catalog, planner: Planner | None = None,
                deadline: float | None = None) -> RuleSearch:
@@ -98,7 +96,8 @@ class RulesBackend:
         temperature: float = 0.0,
         max_tokens: int = 1024,
     ) -> list[list[Completion]]:
-        return [[completion(candidate) for candidate in self.search(prompt.query, prompt.catalog).candidates[: max(n, 0)]]
+        return [[completion(candidate) for candidate in self.search(prompt.query, prompt.catalog).candidates[: max(n,
+            0)]]
                 for prompt in prompts]
 
     def info(self) -> ModelInfo:

@@ -107,7 +107,8 @@ def check_prompt_length(index: int, length: int, max_tokens: int, context: int |
     >>> check_prompt_length(2, 3500, 1024, 4096)
     Traceback (most recent call last):
     ...
-    ValueError: prompt 2 has 3500 tokens, more than the 3072 that the model's context window of 4096 tokens leaves for max_tokens=1024
+    ValueError: prompt 2 has 3500 tokens, more than the 3072 that the model's context window of 4096 tokens leaves for
+    max_tokens=1024
     """
     if length == 0:
         raise ValueError(f"prompt {index} is empty: no messages, no query")
@@ -296,7 +297,7 @@ class TransformersBackend:
         return frozenset(int(i) for i in ids if i is not None)
 
     def _generation_config(self, per_prompt: int, temperature: float, max_tokens: int) -> GenerationConfig:
-        config = copy.deepcopy(self._model.generation_config)
+        config: GenerationConfig = copy.deepcopy(self._model.generation_config)
         config.max_new_tokens = max_tokens
         config.max_length = None
         config.pad_token_id = self._pad_id

@@ -192,7 +192,8 @@ def render_hints(hints: list[Hint]) -> str:
     ...          count=2, scopes=("SubPlan 1", "SubPlan 2"), actual=True)]))
     Cardinality flow (actual rows over all loops; largest change first):
     Nested Loop:
-    - Nested Loop on o ⋈ e [index cond: (user_id = o.user_id)]: 20000 -> 310 rows, reduce by 98.5%; inner side ran 10000 times, 0.031 rows per outer row
+    - Nested Loop on o ⋈ e [index cond: (user_id = o.user_id)]: 20000 -> 310 rows, reduce by 98.5%; inner side ran 10000
+    times, 0.031 rows per outer row
     Aggregation:
     - Aggregate x2 on o (in SubPlan 1, SubPlan 2): 500000 -> 10000 rows, reduce by 98.0%; ran 10000 times in all
     >>> render_hints([])

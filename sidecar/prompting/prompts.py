@@ -118,9 +118,11 @@ def counterexample_messages(conversation: Sequence[Message], answer: str,
     >>> cx = {"instance": "nulls", "difference": "row counts differ (3 vs 2)",
     ...       "examples": {"only_in_original": [[1, None]], "only_in_candidate": []}}
     >>> print(counterexample_messages([], "SELECT 1", cx)[-1].content)
-    Your query runs but is not equivalent to the original. On a copy of the tables with nulls, the results differ: row counts differ (3 vs 2).
+    Your query runs but is not equivalent to the original. On a copy of the tables with nulls, the results differ: row
+    counts differ (3 vs 2).
     Rows only the original returns: [1, null]
-    Write a rewrite that returns exactly the original's rows on every database state the schema allows. Answer with one SQL statement in a ```sql fenced block.
+    Write a rewrite that returns exactly the original's rows on every database state the schema allows. Answer with one
+    SQL statement in a ```sql fenced block.
     """
     instance = str(counterexample.get("instance") or "")
     where = "On the live data" if instance in ("", "live data") else f"On a copy of the tables with {instance}"

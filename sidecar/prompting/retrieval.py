@@ -154,14 +154,14 @@ def _ted(a: _Tree, b: _Tree) -> int:
                     j1 = lj + y - 1
                     best = above[y] + 1
                     insert = row[y - 1] + 1
-                    best = insert if insert < best else best  # noqa: FURB136 - min() is 2x slower here
+                    best = insert if insert < best else best
                     if whole_a and left_b[j1] == lj:
                         relabel = above[y - 1] + (label_i1 != labels_b[j1])
-                        best = relabel if relabel < best else best  # noqa: FURB136
+                        best = relabel if relabel < best else best
                         td_row[j1] = best
                     else:
                         match = prefix_a[left_b[j1] - lj] + td_row[j1]
-                        best = match if match < best else best  # noqa: FURB136
+                        best = match if match < best else best
                     row[y] = best
     return tree_dist[a.size - 1][b.size - 1]
 
@@ -417,7 +417,7 @@ class Embedder:
                     convert_to_numpy=True, normalize_embeddings=True), dtype=np.float32)
                 norms = np.linalg.norm(vectors, axis=1, keepdims=True)
                 vectors = (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
-                fresh = dict(zip(missing, vectors))
+                fresh = dict(zip(missing, vectors, strict=True))
             rows = []
             for key in keys:
                 vector = fresh.get(key)
@@ -562,7 +562,7 @@ class DemoPool:
             log.debug("ranking by structure only: %s", error)
             return None
         query_vector = encoded[0]
-        fresh = dict(zip(missing, encoded[1:]))
+        fresh = dict(zip(missing, encoded[1:], strict=True))
         with self._lock:  # remember pooled demonstrations' vectors; extra ones stay in the LRU only
             for key, vector in fresh.items():
                 if key in self._demos:

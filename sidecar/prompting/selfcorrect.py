@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sidecar.prompting import prompts
 from sidecar.backends.base import Backend, Completion, Message, Prompt
+from sidecar.prompting import prompts
 from sidecar.prompting.extract import extract_sql
 
 Check = Callable[[str], tuple[str, str] | None]
@@ -140,7 +140,7 @@ class SelfCorrector:
         ready: list[Draft] = []
         corrections = 0
         while pending:
-            failing = []
+            failing: list[Draft] = []
             for index in pending:
                 draft = self.report.drafts[index]
                 self._inspect(draft)
@@ -151,7 +151,7 @@ class SelfCorrector:
             repair_prompts = [Prompt(prompt.query, prompt.catalog, self._repair_turns(d)) for d in failing]
             answers = self._call(repair_prompts, 1)
             pending = []
-            for draft, asked, completions in zip(failing, repair_prompts, answers):
+            for draft, asked, completions in zip(failing, repair_prompts, answers, strict=True):
                 if not completions:
                     continue
                 repair = Draft(completions[0], asked.messages, kind="repair", round=draft.round + 1,

@@ -25,7 +25,7 @@ from sidecar.rules.push_predicates_into_ctes import push_predicates_into_ctes
 from sidecar.rules.sargable_predicates import sargable_predicates
 from sidecar.rules.window_to_group_by import window_to_group_by
 
-Rule = Callable[[exp.Expression, Catalog], "exp.Expression | None"]
+Rule = Callable[[exp.Expr, Catalog], "exp.Expr | None"]
 
 RULES: tuple[Rule, ...] = (
     sargable_predicates,

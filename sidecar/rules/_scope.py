@@ -12,7 +12,7 @@ from sqlglot.errors import SqlglotError
 from sidecar.catalog import Catalog, Column, Table
 
 
-def parse(sql: str) -> exp.Expression | None:
+def parse(sql: str) -> exp.Expr | None:
     """One PostgreSQL statement as a sqlglot tree; None when sqlglot cannot parse it."""
     try:
         return sqlglot.parse_one(sql, read="postgres")
@@ -23,7 +23,7 @@ def parse(sql: str) -> exp.Expression | None:
 def base_sources(select: exp.Select) -> dict[str, exp.Table]:
     """Alias (or bare name) → base-table node, for the tables directly in ``select``'s FROM/JOINs."""
     sources: dict[str, exp.Table] = {}
-    nodes: list[exp.Expression] = []
+    nodes: list[exp.Expr] = []
     from_ = select.args.get("from_")
     if from_ is not None:
         nodes.append(from_.this)
@@ -57,7 +57,7 @@ def cte_columns(node: exp.Table) -> Table | None:
     if node.args.get("db") or node.args.get("catalog") or not node.name:
         return None
     name = node.name.lower()
-    scope: exp.Expression | None = node
+    scope: exp.Expr | None = node
     while scope is not None:
         with_ = scope.args.get("with_") if isinstance(scope, exp.Query) else None
         if isinstance(with_, exp.With):
@@ -118,7 +118,7 @@ def fresh_name(base: str, taken: set[str], *, bare: bool = False) -> str:
     return name
 
 
-def inside(node: exp.Expression, ancestor: exp.Expression) -> bool:
+def inside(node: exp.Expr, ancestor: exp.Expr) -> bool:
     """Is ``ancestor`` a proper ancestor of ``node``?"""
     parent = node.parent
     while parent is not None:
@@ -128,7 +128,7 @@ def inside(node: exp.Expression, ancestor: exp.Expression) -> bool:
     return False
 
 
-def conjuncts(condition: exp.Expression | None) -> list[exp.Expression]:
+def conjuncts(condition: exp.Expr | None) -> list[exp.Expr]:
     """Top-level AND operands of ``condition`` (parentheses removed)."""
     if condition is None:
         return []
@@ -138,19 +138,19 @@ def conjuncts(condition: exp.Expression | None) -> list[exp.Expression]:
     return [condition]
 
 
-def and_all(parts: list[exp.Expression]) -> exp.Expression | None:
+def and_all(parts: list[exp.Expr]) -> exp.Expr | None:
     if not parts:
         return None
     return exp.and_(*parts, copy=False) if len(parts) > 1 else parts[0]
 
 
-def is_plain_select(node: exp.Expression) -> bool:
+def is_plain_select(node: exp.Expr) -> bool:
     return isinstance(node, exp.Select) and not node.args.get("with_")
 
 
 def rewrite_each_select(
-    expression: exp.Expression, catalog: Catalog, rewrite: Callable[[exp.Select, Catalog], bool]
-) -> exp.Expression | None:
+    expression: exp.Expr, catalog: Catalog, rewrite: Callable[[exp.Select, Catalog], bool]
+) -> exp.Expr | None:
     """Apply an in-place per-SELECT rewrite to every SELECT of a copy; the copy if any fired, else None."""
     tree = expression.copy()
     fired = False
@@ -160,9 +160,9 @@ def rewrite_each_select(
 
 
 def rewrite_each_select_with_names(
-    expression: exp.Expression, catalog: Catalog,
+    expression: exp.Expr, catalog: Catalog,
     rewrite: Callable[[exp.Select, Catalog, set[str], set[str]], bool],
-) -> exp.Expression | None:
+) -> exp.Expr | None:
     """:func:`rewrite_each_select` for rules that add names: ``rewrite`` also gets the statement's
     CTE names and every identifier it uses (lowercased; a rule adds the names it takes)."""
     tree = expression.copy()

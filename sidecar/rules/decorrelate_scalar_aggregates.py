@@ -31,7 +31,8 @@ Constraints relied on:
 >>> sql = "SELECT u.id, (SELECT count(*) FROM orders o WHERE o.user_id = u.id) AS n FROM users u"
 >>> tree = sqlglot.parse_one(sql, read="postgres")
 >>> print(decorrelate_scalar_aggregates(tree, Catalog({"public.orders": orders})).sql(dialect="postgres"))
-SELECT u.id, COALESCE(agg_1.value_1, 0) AS n FROM users AS u LEFT JOIN (SELECT o.user_id AS key_1, COUNT(*) AS value_1 FROM orders AS o GROUP BY o.user_id) AS agg_1 ON agg_1.key_1 = u.id
+SELECT u.id, COALESCE(agg_1.value_1, 0) AS n FROM users AS u LEFT JOIN (SELECT o.user_id AS key_1, COUNT(*) AS value_1
+FROM orders AS o GROUP BY o.user_id) AS agg_1 ON agg_1.key_1 = u.id
 """
 
 from __future__ import annotations
@@ -66,13 +67,13 @@ _NOT_ALLOWED_IN_INNER = ("with_", "group", "having", "distinct", "order", "limit
 class _Match:
     subquery: exp.Subquery
     table: exp.Table
-    value: exp.Expression
+    value: exp.Expr
     """The aggregate expression, columns requalified to the group's alias."""
     correlation: tuple[tuple[str, str], ...]
     """Sorted (inner column name, outer expression SQL) pairs."""
-    outer: dict[str, exp.Expression]
+    outer: dict[str, exp.Expr]
     """Outer expression SQL → expression."""
-    residual: exp.Expression | None
+    residual: exp.Expr | None
     is_count: bool
 
 
@@ -81,11 +82,11 @@ class _Group:
     alias: str
     table: exp.Table
     correlation: tuple[tuple[str, str], ...]
-    outer: dict[str, exp.Expression]
+    outer: dict[str, exp.Expr]
     matches: list[_Match] = field(default_factory=list)
 
 
-def decorrelate_scalar_aggregates(expression: exp.Expression, catalog: Catalog) -> exp.Expression | None:
+def decorrelate_scalar_aggregates(expression: exp.Expr, catalog: Catalog) -> exp.Expr | None:
     return rewrite_each_select(expression, catalog, _decorrelate)
 
 
@@ -131,7 +132,7 @@ def _decorrelate(outer: exp.Select, catalog: Catalog) -> bool:
     return True
 
 
-def _in_projection(node: exp.Expression, select: exp.Select) -> bool:
+def _in_projection(node: exp.Expr, select: exp.Select) -> bool:
     return any(node is projection or node in projection.find_all(exp.Subquery)
                for projection in select.expressions)
 
@@ -170,8 +171,8 @@ def _match(subquery: exp.Subquery, outer: exp.Select, catalog: Catalog) -> _Matc
     if not is_count and not _null_propagating_aggregate(value):
         return None
 
-    correlation: dict[tuple[str, str], exp.Expression] = {}
-    residual: list[exp.Expression] = []
+    correlation: dict[tuple[str, str], exp.Expr] = {}
+    residual: list[exp.Expr] = []
     for conjunct in conjuncts(inner.args["where"].this if inner.args.get("where") else None):
         columns = list(conjunct.find_all(exp.Column))
         inner_columns = [c for c in columns if is_inner(c)]
@@ -204,12 +205,12 @@ def _match(subquery: exp.Subquery, outer: exp.Select, catalog: Catalog) -> _Matc
         value=value,
         correlation=tuple(sorted(correlation)),
         outer={sql: node for (_, sql), node in correlation.items()},
-        residual=and_all([c for c in residual]),
+        residual=and_all(list(residual)),
         is_count=is_count,
     )
 
 
-def _null_propagating_aggregate(value: exp.Expression) -> bool:
+def _null_propagating_aggregate(value: exp.Expr) -> bool:
     has_aggregate = False
     for node in value.walk():
         if isinstance(node, _AGGREGATES):
@@ -223,7 +224,7 @@ def _table_key(table: exp.Table) -> str:
     return ".".join(part.name.lower() for part in table.parts)
 
 
-def _requalify(node: exp.Expression, old: str, new: str) -> exp.Expression:
+def _requalify(node: exp.Expr, old: str, new: str) -> exp.Expr:
     node = node.copy()
     for column in node.find_all(exp.Column):
         if column.table and column.table.lower() == old:
@@ -231,8 +232,8 @@ def _requalify(node: exp.Expression, old: str, new: str) -> exp.Expression:
     return node
 
 
-def _with_filter(value: exp.Expression, condition: exp.Expression) -> exp.Expression:
-    def add_filter(node: exp.Expression) -> exp.Expression:
+def _with_filter(value: exp.Expr, condition: exp.Expr) -> exp.Expr:
+    def add_filter(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.AggFunc):
             return exp.Filter(this=node.copy(), expression=exp.Where(this=condition.copy()))
         return node
@@ -248,7 +249,7 @@ def _explicit_cross_joins(select: exp.Select) -> None:
 
 def _attach(outer: exp.Select, group: _Group) -> None:
     canonical = group.matches[0].table.alias_or_name
-    residual_sql: dict[str, exp.Expression | None] = {}
+    residual_sql: dict[str, exp.Expr | None] = {}
     for match in group.matches:
         match_alias = match.table.alias_or_name.lower()
         residual = _requalify(match.residual, match_alias, canonical) if match.residual else None
@@ -259,7 +260,7 @@ def _attach(outer: exp.Select, group: _Group) -> None:
 
     inner_columns = sorted({inner for inner, _ in group.correlation})
     key_alias = {name: f"key_{i}" for i, name in enumerate(inner_columns, start=1)}
-    projections: list[exp.Expression] = [
+    projections: list[exp.Expr] = [
         exp.alias_(exp.column(name, table=canonical), key_alias[name]) for name in inner_columns
     ]
     value_alias: dict[str, str] = {}
@@ -271,7 +272,7 @@ def _attach(outer: exp.Select, group: _Group) -> None:
         if signature not in value_alias:
             value_alias[signature] = f"value_{len(value_alias) + 1}"
             projections.append(exp.alias_(value, value_alias[signature]))
-        reference: exp.Expression = exp.column(value_alias[signature], table=group.alias)
+        reference: exp.Expr = exp.column(value_alias[signature], table=group.alias)
         if match.is_count:
             reference = exp.func("COALESCE", reference, exp.Literal.number(0))
         match.subquery.replace(reference)
@@ -283,7 +284,8 @@ def _attach(outer: exp.Select, group: _Group) -> None:
     else:
         where = None
     table = group.table.copy()
-    table.set("alias", exp.TableAlias(this=exp.to_identifier(canonical)) if table.alias or canonical.lower() != table.name.lower() else None)
+    renamed = table.alias or canonical.lower() != table.name.lower()
+    table.set("alias", exp.TableAlias(this=exp.to_identifier(canonical)) if renamed else None)
     derived = exp.select(*projections).from_(table)
     if where is not None:
         derived = derived.where(where.copy())

@@ -32,7 +32,7 @@ from sidecar.rules._scope import and_all, catalog_table, conjuncts
 _FORBIDDEN = ("group", "having", "limit", "offset", "qualify", "windows", "laterals", "locks", "with_")
 
 
-def distinct_join_to_exists(expression: exp.Expression, catalog: Catalog) -> exp.Expression | None:
+def distinct_join_to_exists(expression: exp.Expr, catalog: Catalog) -> exp.Expr | None:
     tree = expression.copy()
     fired = False
     for select in list(tree.find_all(exp.Select)):
@@ -56,7 +56,7 @@ def _rewrite(select: exp.Select, catalog: Catalog) -> exp.Select | None:
         return None
 
     tables: dict[str, exp.Table] = {}
-    conditions: list[exp.Expression] = []
+    conditions: list[exp.Expr] = []
     for item in [select.args["from_"].this] + [join.this for join in select.args.get("joins") or []]:
         if not isinstance(item, exp.Table) or not item.name:
             return None
@@ -70,7 +70,7 @@ def _rewrite(select: exp.Select, catalog: Catalog) -> exp.Select | None:
     where = select.args.get("where")
     conditions.extend(conjuncts(where.this if where else None))
 
-    def qualifiers(node: exp.Expression) -> set[str] | None:
+    def qualifiers(node: exp.Expr) -> set[str] | None:
         names: set[str] = set()
         for column in node.find_all(exp.Column):
             if not column.table:
@@ -90,8 +90,8 @@ def _rewrite(select: exp.Select, catalog: Catalog) -> exp.Select | None:
         return None
     dropped = [alias for alias in tables if alias not in kept]
 
-    stay: list[exp.Expression] = []
-    move: list[exp.Expression] = []
+    stay: list[exp.Expr] = []
+    move: list[exp.Expr] = []
     for condition in conditions:
         names = qualifiers(condition)
         if names is None or not names <= set(tables):

@@ -34,9 +34,11 @@ none was rewritten):
 >>> orders = Table("public", "orders", (Column("id", "integer", False), Column("user_id", "integer", False)),
 ...                ("id",), indexes=(("id",), ("user_id",)))
 >>> catalog = Catalog({"public.users": users, "public.orders": orders})
->>> sql = "SELECT count(*) FROM users AS u WHERE u.id < 10 AND EXISTS (SELECT * FROM orders AS o WHERE o.user_id = u.id)"
+>>> sql = ("SELECT count(*) FROM users AS u WHERE u.id < 10 "
+...        "AND EXISTS (SELECT * FROM orders AS o WHERE o.user_id = u.id)")
 >>> print(exists_to_lateral_probe(sqlglot.parse_one(sql, read="postgres"), catalog).sql(dialect="postgres"))
-SELECT COUNT(*) FROM users AS u, LATERAL (SELECT 1 FROM orders AS o WHERE o.user_id = u.id LIMIT 1) AS exists_probe WHERE u.id < 10
+SELECT COUNT(*) FROM users AS u, LATERAL (SELECT 1 FROM orders AS o WHERE o.user_id = u.id LIMIT 1) AS exists_probe
+WHERE u.id < 10
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ _SUBQUERY_ALLOWED = frozenset({"expressions", "from_", "where"})
 _ALIAS = "exists_probe"
 
 
-def exists_to_lateral_probe(expression: exp.Expression, catalog: Catalog) -> exp.Expression | None:
+def exists_to_lateral_probe(expression: exp.Expr, catalog: Catalog) -> exp.Expr | None:
     return rewrite_each_select_with_names(expression, catalog, _rewrite)
 
 
@@ -67,7 +69,7 @@ def _rewrite(select: exp.Select, catalog: Catalog, cte_names: set[str], used: se
     if any(isinstance(item, exp.Star) or (isinstance(item, exp.Column) and isinstance(item.this, exp.Star)
                                           and not item.table) for item in select.expressions):
         return False
-    kept: list[exp.Expression] = []
+    kept: list[exp.Expr] = []
     probes: list[exp.Select] = []
     for part in conjuncts(where.this):
         sub = part.this if isinstance(part, exp.Exists) else None
@@ -123,7 +125,7 @@ def _is_inner(column: exp.Column, alias: str, table: Table) -> bool:
     return table.column(column.name) is not None
 
 
-def _outer_only(expression: exp.Expression, alias: str, table: Table) -> bool:
+def _outer_only(expression: exp.Expr, alias: str, table: Table) -> bool:
     if expression.find(exp.Subquery, exp.Select, exp.Star):
         return False
     columns = list(expression.find_all(exp.Column))

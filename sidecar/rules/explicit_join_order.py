@@ -12,7 +12,8 @@ one only when none is).
 
 Estimates come in through the catalog: ``catalog.scan_rows`` holds the EXPLAIN row estimate of each
 item's probe ``SELECT * FROM <item> AS <alias> [WHERE <the conjuncts on that item alone>]`` (see
-:func:`scan_probes` and :func:`with_scan_estimates`, which the rules backend calls with the planner). A base table without a probe
+:func:`scan_probes` and :func:`with_scan_estimates`, which the rules backend calls with the planner). A base table
+without a probe
 estimate falls back to its ``reltuples``; a CTE reference or derived table without one refuses.
 
 Constraints relied on (each checked; any failure leaves that SELECT unchanged, and the rule returns
@@ -81,7 +82,7 @@ _MAYBE_VOLATILE = (exp.Rand, exp.Uuid, exp.Anonymous)
 @dataclass(frozen=True)
 class _Item:
     alias: str
-    node: exp.Expression
+    node: exp.Expr
     """The FROM item as written: a Table (base table or CTE reference) or a Subquery."""
     position: int
     columns: frozenset[str] | None
@@ -94,7 +95,7 @@ class _Item:
 
 @dataclass(frozen=True)
 class _Conjunct:
-    node: exp.Expression
+    node: exp.Expr
     refs: frozenset[str] | None
     """Aliases of the items it reads; None for a conjunct with a subquery (it stays in WHERE)."""
 
@@ -114,7 +115,7 @@ class _Analysis:
     """Alias → probe query text."""
 
 
-def explicit_join_order(expression: exp.Expression, catalog: Catalog) -> exp.Expression | None:
+def explicit_join_order(expression: exp.Expr, catalog: Catalog) -> exp.Expr | None:
     tree = expression.copy()
     # Every SELECT is analysed (probe texts rendered) before any is changed, so the probe texts are
     # those scan_probes computes from the statement as written.
@@ -176,9 +177,9 @@ def _analyze(select: exp.Select, catalog: Catalog) -> _Analysis | None:
             or (catalog.geqo and count >= catalog.geqo_threshold)):
         return None
 
-    nodes: list[exp.Expression] = [from_.this]
+    nodes: list[exp.Expr] = [from_.this]
     trailing: list[exp.Join] = []
-    conditions: list[exp.Expression] = []
+    conditions: list[exp.Expr] = []
     comma = False
     for join in joins:
         if any(value for key, value in join.args.items() if key not in _JOIN_ARGS):
@@ -250,7 +251,7 @@ def _analyze(select: exp.Select, catalog: Catalog) -> _Analysis | None:
     return _Analysis(select, list(inner.values()), trailing, pool, edges, probes)
 
 
-def _item(node: exp.Expression, position: int, catalog: Catalog, ctes: dict[str, exp.CTE],
+def _item(node: exp.Expr, position: int, catalog: Catalog, ctes: dict[str, exp.CTE],
           probe_with: exp.With | None) -> _Item | None:
     alias = node.alias_or_name.lower()
     if not alias:
@@ -294,7 +295,7 @@ def _column_set(names: list[str] | None, renamed: list[str]) -> frozenset[str] |
     return frozenset(final) if final is not None else None
 
 
-def _output_names(query: exp.Expression) -> list[str] | None:
+def _output_names(query: exp.Expr) -> list[str] | None:
     """The output column names of a CTE or derived table body, when every one is evident."""
     if isinstance(query, exp.Subquery):
         return _output_names(query.this)
@@ -353,7 +354,7 @@ def _visible_ctes(select: exp.Select) -> tuple[dict[str, exp.CTE], exp.With | No
     return by_name, exp.With(expressions=[cte.copy() for cte in ordered], recursive=recursive or None)
 
 
-def _references(node: exp.Expression, items: dict[str, _Item]) -> frozenset[str] | None:
+def _references(node: exp.Expr, items: dict[str, _Item]) -> frozenset[str] | None:
     """Aliases of the items ``node``'s columns belong to; None when one does not resolve to exactly one."""
     refs: set[str] = set()
     for column in node.find_all(exp.Column):
@@ -375,7 +376,7 @@ def _references(node: exp.Expression, items: dict[str, _Item]) -> frozenset[str]
     return frozenset(refs)
 
 
-def _probe(item: _Item, filters: list[exp.Expression]) -> str:
+def _probe(item: _Item, filters: list[exp.Expr]) -> str:
     probe = exp.select("*").from_(item.node.copy(), copy=False)
     condition = and_all([f.copy() for f in filters])
     if condition is not None:
@@ -421,7 +422,7 @@ def _apply(analysis: _Analysis, order: list[_Item]) -> None:
     joins: list[exp.Join] = []
     for item in order[1:]:
         joined.add(item.alias)
-        on: list[exp.Expression] = []
+        on: list[exp.Expr] = []
         for conjunct in movable:
             assert conjunct.refs is not None
             if id(conjunct) not in placed and item.alias in conjunct.refs and conjunct.refs <= joined:

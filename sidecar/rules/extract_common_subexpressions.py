@@ -18,7 +18,8 @@ Constraints relied on:
 >>> sql = ("SELECT a.k FROM (SELECT k, sum(v) AS s FROM t GROUP BY k) AS a "
 ...        "WHERE a.s > (SELECT avg(b.s) FROM (SELECT k, sum(v) AS s FROM t GROUP BY k) AS b)")
 >>> print(extract_common_subexpressions(sqlglot.parse_one(sql, read="postgres"), Catalog()).sql(dialect="postgres"))
-WITH cse_1 AS (SELECT k, SUM(v) AS s FROM t GROUP BY k) SELECT a.k FROM cse_1 AS a WHERE a.s > (SELECT AVG(b.s) FROM cse_1 AS b)
+WITH cse_1 AS (SELECT k, SUM(v) AS s FROM t GROUP BY k) SELECT a.k FROM cse_1 AS a WHERE a.s > (SELECT AVG(b.s) FROM
+cse_1 AS b)
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ _VOLATILE = frozenset({"random", "nextval", "setval", "clock_timestamp", "timeof
                        "uuid_generate_v4", "txid_current", "pg_sleep"})
 
 
-def extract_common_subexpressions(expression: exp.Expression, catalog: Catalog) -> exp.Expression | None:
+def extract_common_subexpressions(expression: exp.Expr, catalog: Catalog) -> exp.Expr | None:
     tree = expression.copy()
     if not isinstance(tree, (exp.Select, exp.SetOperation)):
         return None
@@ -80,7 +81,7 @@ def extract_common_subexpressions(expression: exp.Expression, catalog: Catalog) 
     return tree
 
 
-def _self_contained(body: exp.Expression) -> bool:
+def _self_contained(body: exp.Expr) -> bool:
     defined = {node.alias_or_name.lower() for node in body.find_all(exp.Table, exp.Subquery)
                if node.alias_or_name}
     defined |= {cte.alias_or_name.lower() for cte in body.find_all(exp.CTE)}

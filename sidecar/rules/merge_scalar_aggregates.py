@@ -53,7 +53,9 @@ when at least two subqueries of one group merge):
 ...        "(SELECT avg(amount) FROM orders WHERE quantity = 2) AS two")
 >>> tree = sqlglot.parse_one(sql, read="postgres")
 >>> print(merge_scalar_aggregates(tree, Catalog({"public.orders": orders})).sql(dialect="postgres"))
-WITH laser_aggregates AS MATERIALIZED (SELECT COUNT(*) FILTER(WHERE quantity = 1) AS agg_1, AVG(amount) FILTER(WHERE quantity = 2) AS agg_2 FROM orders WHERE quantity = 1 OR quantity = 2) SELECT (SELECT agg_1 FROM laser_aggregates) AS one, (SELECT agg_2 FROM laser_aggregates) AS two
+WITH laser_aggregates AS MATERIALIZED (SELECT COUNT(*) FILTER(WHERE quantity = 1) AS agg_1, AVG(amount) FILTER(WHERE
+quantity = 2) AS agg_2 FROM orders WHERE quantity = 1 OR quantity = 2) SELECT (SELECT agg_1 FROM laser_aggregates) AS
+one, (SELECT agg_2 FROM laser_aggregates) AS two
 >>> merge_scalar_aggregates(sqlglot.parse_one("SELECT (SELECT count(*) FROM orders)", read="postgres"),
 ...                         Catalog({"public.orders": orders})) is None
 True
@@ -97,14 +99,14 @@ class _Candidate:
     """SQL of the FROM/JOIN part after identifier folding: the grouping key."""
     from_: exp.From
     joins: list[exp.Join]
-    values: list[exp.Expression]
+    values: list[exp.Expr]
     """The select items without their aliases (identifiers folded)."""
     names: list[exp.Identifier | None]
     """Output name each replacement item must carry (None: the name is invisible)."""
-    conjuncts: list[exp.Expression]
+    conjuncts: list[exp.Expr]
 
 
-def merge_scalar_aggregates(expression: exp.Expression, catalog: Catalog) -> exp.Expression | None:
+def merge_scalar_aggregates(expression: exp.Expr, catalog: Catalog) -> exp.Expr | None:
     tree = expression.copy()
     if not isinstance(tree, (exp.Select, exp.SetOperation)) or tree.args.get("into"):
         return None
@@ -234,7 +236,7 @@ def _refused(node: exp.Expr) -> bool:
     return False
 
 
-def _aggregate_expression(value: exp.Expression) -> bool:
+def _aggregate_expression(value: exp.Expr) -> bool:
     """An expression over count/sum/avg/min/max whose columns all sit inside an aggregate."""
     if value.find(*_AGGREGATES) is None:
         return False
@@ -254,13 +256,13 @@ def _visible_names(subquery: exp.Subquery, count: int) -> list[bool]:
         alias = subquery.args.get("alias")
         renamed = len(alias.columns) if alias is not None else 0
         return [index >= renamed for index in range(count)]
-    node: exp.Expression = subquery
+    node: exp.Expr = subquery
     while isinstance(node.parent, exp.Paren):
         node = node.parent
     return [isinstance(node.parent, exp.Select) and node.arg_key == "expressions"] * count
 
 
-def _output_name(item: exp.Expression) -> exp.Identifier | None:
+def _output_name(item: exp.Expr) -> exp.Identifier | None:
     if isinstance(item, exp.Alias):
         identifier = item.args.get("alias")
         return identifier.copy() if isinstance(identifier, exp.Identifier) else None
@@ -269,8 +271,8 @@ def _output_name(item: exp.Expression) -> exp.Identifier | None:
     return None
 
 
-def _with_filter(value: exp.Expression, condition: exp.Expression) -> exp.Expression:
-    def add_filter(node: exp.Expression) -> exp.Expression:
+def _with_filter(value: exp.Expr, condition: exp.Expr) -> exp.Expr:
+    def add_filter(node: exp.Expr) -> exp.Expr:
         if isinstance(node, _AGGREGATES):
             return exp.Filter(this=node.copy(), expression=exp.Where(this=condition.copy()))
         return node
@@ -280,16 +282,16 @@ def _with_filter(value: exp.Expression, condition: exp.Expression) -> exp.Expres
 
 def _merge(group: list[_Candidate], name: str) -> exp.CTE:
     """Build the group's CTE and point every subquery of the group at it."""
-    def key(node: exp.Expression) -> str:
+    def key(node: exp.Expr) -> str:
         return node.sql(dialect="postgres")
 
     shared = set.intersection(*({key(c) for c in candidate.conjuncts} for candidate in group))
-    common: dict[str, exp.Expression] = {}
+    common: dict[str, exp.Expr] = {}
     for conjunct in group[0].conjuncts:
         if key(conjunct) in shared:
             common.setdefault(key(conjunct), conjunct)
 
-    conditions: dict[str, exp.Expression] = {}
+    conditions: dict[str, exp.Expr] = {}
     unfiltered = False
     columns: dict[str, str] = {}
     projections: list[exp.Expr] = []
@@ -310,11 +312,11 @@ def _merge(group: list[_Candidate], name: str) -> exp.CTE:
             items.append(exp.alias_(reference, output) if output is not None else reference)
         candidate.subquery.set("this", exp.select(*items).from_(name))
 
-    where_parts: list[exp.Expression] = [conjunct.copy() for conjunct in common.values()]
+    where_parts: list[exp.Expr] = [conjunct.copy() for conjunct in common.values()]
     if not unfiltered:
         terms = [exp.paren(c) if isinstance(c, exp.Connector) and len(conditions) > 1 else c
                  for c in conditions.values()]
-        where_parts.append(exp.or_(*terms, copy=False) if len(terms) > 1 else terms[0])  # type: ignore[arg-type]
+        where_parts.append(exp.or_(*terms, copy=False) if len(terms) > 1 else terms[0])
     first = group[0]
     body = exp.Select(
         expressions=projections,

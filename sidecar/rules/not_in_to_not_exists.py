@@ -39,7 +39,8 @@ renaming is only done when every FROM item of the subquery is a base table.
 >>> sql = "SELECT u.id FROM users AS u WHERE u.id NOT IN (SELECT u.user_id FROM orders AS u)"
 >>> print(not_in_to_not_exists(sqlglot.parse_one(sql, read="postgres"), catalog).sql(dialect="postgres"))
 SELECT u.id FROM users AS u WHERE NOT EXISTS(SELECT 1 FROM orders AS u_1 WHERE u_1.user_id = u.id)
->>> not_in_to_not_exists(sqlglot.parse_one("SELECT id FROM users WHERE id NOT IN (1, 2)", read="postgres"), catalog) is None
+>>> constants = sqlglot.parse_one("SELECT id FROM users WHERE id NOT IN (1, 2)", read="postgres")
+>>> not_in_to_not_exists(constants, catalog) is None
 True
 """
 
@@ -60,7 +61,7 @@ from sidecar.rules._scope import (
 _SUBQUERY_ALLOWED = frozenset({"expressions", "from_", "joins", "where", "distinct", "order"})
 
 
-def not_in_to_not_exists(expression: exp.Expression, catalog: Catalog) -> exp.Expression | None:
+def not_in_to_not_exists(expression: exp.Expr, catalog: Catalog) -> exp.Expr | None:
     tree = expression.copy()
     cte_names = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
     fired = False
@@ -70,7 +71,7 @@ def not_in_to_not_exists(expression: exp.Expression, catalog: Catalog) -> exp.Ex
     return tree if fired else None
 
 
-def _rewrite(node: exp.Not, tree: exp.Expression, catalog: Catalog, cte_names: set[str]) -> bool:
+def _rewrite(node: exp.Not, tree: exp.Expr, catalog: Catalog, cte_names: set[str]) -> bool:
     predicate = node.this.unnest()
     if not isinstance(predicate, exp.In) or predicate.args.get("expressions"):
         return False
@@ -132,9 +133,9 @@ def _rewrite(node: exp.Not, tree: exp.Expression, catalog: Catalog, cte_names: s
     return True
 
 
-def _in_where(node: exp.Expression, select: exp.Select) -> bool:
-    current: exp.Expression = node
-    while isinstance(current.parent, exp.Expression) and current.parent is not select:
+def _in_where(node: exp.Expr, select: exp.Select) -> bool:
+    current: exp.Expr = node
+    while isinstance(current.parent, exp.Expr) and current.parent is not select:
         current = current.parent
     return current.parent is select and current.arg_key == "where"
 
@@ -178,7 +179,7 @@ def _not_null_source(
     return node
 
 
-def _rename_inner(sub: exp.Select, name: exp.Identifier, tree: exp.Expression) -> bool:
+def _rename_inner(sub: exp.Select, name: exp.Identifier, tree: exp.Expr) -> bool:
     """Give ``sub``'s FROM item called ``name`` a fresh alias and requalify the references to it."""
     items = [sub.args["from_"].this] + [join.this for join in sub.args.get("joins") or []]
     if not all(isinstance(item, exp.Table) and item.name for item in items):

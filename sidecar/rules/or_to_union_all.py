@@ -59,7 +59,9 @@ Conditions relied on (the rule refuses, returning None, when any fails):
 >>> sql = ("SELECT o.id FROM orders o JOIN users u ON u.id = o.user_id "
 ...        "WHERE o.created_at >= DATE '2024-12-30' OR u.email = 'a@b.c' ORDER BY o.id")
 >>> print(or_to_union_all(sqlglot.parse_one(sql, read="postgres"), catalog).sql(dialect="postgres"))
-SELECT o.id FROM orders AS o JOIN users AS u ON u.id = o.user_id WHERE o.created_at >= CAST('2024-12-30' AS DATE) UNION ALL SELECT o.id FROM orders AS o JOIN users AS u ON u.id = o.user_id WHERE u.email = 'a@b.c' AND NOT (o.created_at >= CAST('2024-12-30' AS DATE)) IS TRUE ORDER BY 1
+SELECT o.id FROM orders AS o JOIN users AS u ON u.id = o.user_id WHERE o.created_at >= CAST('2024-12-30' AS DATE) UNION
+ALL SELECT o.id FROM orders AS o JOIN users AS u ON u.id = o.user_id WHERE u.email = 'a@b.c' AND NOT (o.created_at >=
+CAST('2024-12-30' AS DATE)) IS TRUE ORDER BY 1
 >>> sql = "SELECT o.id FROM orders o JOIN users u ON u.id = o.user_id WHERE o.user_id = 1 OR u.id = 2"
 >>> or_to_union_all(sqlglot.parse_one(sql, read="postgres"), catalog) is None  # orders.user_id: no index
 True
@@ -68,7 +70,6 @@ True
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
 
 from sqlglot import exp
 
@@ -87,7 +88,7 @@ _VOLATILE = (exp.Anonymous, exp.AnonymousAggFunc, exp.Rand, exp.Randn, exp.Rands
 _RANGE_OPS = (exp.EQ, exp.LT, exp.LTE, exp.GT, exp.GTE)
 
 
-def or_to_union_all(expression: exp.Expression, catalog: Catalog) -> exp.Expression | None:
+def or_to_union_all(expression: exp.Expr, catalog: Catalog) -> exp.Expr | None:
     if not isinstance(expression, exp.Select) or not _plain(expression):
         return None
     select = expression
@@ -184,7 +185,7 @@ def _union_order(select: exp.Select) -> list[exp.Ordered] | None:
     return keys
 
 
-def _projected_position(column: exp.Column, projections: list[exp.Expression]) -> int | None:
+def _projected_position(column: exp.Column, projections: list[exp.Expr]) -> int | None:
     for position, projection in enumerate(projections, start=1):
         bare = projection.this if isinstance(projection, exp.Alias) else projection
         if (isinstance(bare, exp.Column) and not bare.args.get("db")
@@ -193,7 +194,7 @@ def _projected_position(column: exp.Column, projections: list[exp.Expression]) -
     return None
 
 
-def _split(condition: exp.Expression, select: exp.Select, catalog: Catalog,
+def _split(condition: exp.Expr, select: exp.Select, catalog: Catalog,
            nullable: set[str]) -> tuple[exp.Expr, exp.Expr] | None:
     """(A, B) for an OR conjunct whose disjuncts are index-served filters on exactly two tables."""
     disjuncts = _disjuncts(condition)
@@ -235,7 +236,7 @@ def _single_table(condition: exp.Expr, select: exp.Select, catalog: Catalog) -> 
 
 def _index_served(condition: exp.Expr, alias: str, select: exp.Select, catalog: Catalog) -> bool:
     """Some top-level conjunct compares a bare leading index column of ``alias`` with constants."""
-    for part in conjuncts(cast(exp.Expression, condition)):
+    for part in conjuncts(condition):
         column: exp.Expr | None = None
         if isinstance(part, _RANGE_OPS):
             if isinstance(part.left, exp.Column) and _constant(part.right):
@@ -274,7 +275,7 @@ def _branch(select: exp.Select, rest: Sequence[exp.Expr], extra: Sequence[exp.Ex
     branch = select.copy()
     branch.set("order", None)
     parts = [part.copy() for part in rest] + [_wrap(part) for part in extra]
-    condition = and_all(cast("list[exp.Expression]", parts))
+    condition = and_all(parts)
     branch.set("where", exp.Where(this=condition) if condition is not None else None)
     return branch
 

@@ -66,7 +66,8 @@ disjoint union of the partial groups it joins; sum, count, min and max combine o
 >>> catalog = Catalog({"public.orders": orders, "public.users": users})
 >>> sql = "SELECT u.country, sum(o.amount) FROM orders o JOIN users u ON u.id = o.user_id GROUP BY u.country"
 >>> print(preaggregate_before_join(sqlglot.parse_one(sql, read="postgres"), catalog).sql(dialect="postgres"))
-SELECT u.country, SUM(o.sum_1) FROM (SELECT o.user_id, SUM(o.amount) AS sum_1 FROM orders AS o GROUP BY o.user_id) AS o JOIN users AS u ON u.id = o.user_id GROUP BY u.country
+SELECT u.country, SUM(o.sum_1) FROM (SELECT o.user_id, SUM(o.amount) AS sum_1 FROM orders AS o GROUP BY o.user_id) AS o
+JOIN users AS u ON u.id = o.user_id GROUP BY u.country
 >>> sql = "SELECT o.user_id, count(*) FROM orders o JOIN users u ON u.id = o.user_id GROUP BY o.user_id"
 >>> preaggregate_before_join(sqlglot.parse_one(sql, read="postgres"), catalog) is None
 True
@@ -113,10 +114,10 @@ class _Query:
     catalog: Catalog
     tables: dict[str, exp.Table]
     known: dict[str, Table]
-    outputs: dict[str, exp.Expression] = field(default_factory=dict)
+    outputs: dict[str, exp.Expr] = field(default_factory=dict)
 
 
-def preaggregate_before_join(expression: exp.Expression, catalog: Catalog) -> exp.Expression | None:
+def preaggregate_before_join(expression: exp.Expr, catalog: Catalog) -> exp.Expr | None:
     return rewrite_each_select_with_names(expression, catalog, _rewrite)
 
 
@@ -141,9 +142,9 @@ def _rewrite(select: exp.Select, catalog: Catalog, cte_names: set[str], taken: s
         return False
 
     # F-only conjuncts move inside; one-dimension conjuncts also become pre-filters.
-    moved: list[exp.Expression] = []
-    kept: list[exp.Expression] = []
-    local: dict[str, list[exp.Expression]] = {}
+    moved: list[exp.Expr] = []
+    kept: list[exp.Expr] = []
+    local: dict[str, list[exp.Expr]] = {}
     for part in where_parts + on_parts:
         refs = _refs(part, query) or set()
         if refs == {fact}:
@@ -195,7 +196,7 @@ def _fact(aggregates: list[exp.AggFunc], equalities: list[_Equality], query: _Qu
     return next(iter(readers)) if len(readers) == 1 else None
 
 
-def _carried_columns(query: _Query, fact: str, conditions: list[exp.Expression]) -> dict[str, exp.Column] | None:
+def _carried_columns(query: _Query, fact: str, conditions: list[exp.Expr]) -> dict[str, exp.Column] | None:
     """F's columns read after the join (name → a reference), or None when F is used in a way the
     derived table cannot serve."""
     select = query.select
@@ -300,18 +301,18 @@ def _grouped_query(select: exp.Select, catalog: Catalog, cte_names: set[str]) ->
     return _Query(select, catalog, tables, known, outputs)
 
 
-def _clauses(select: exp.Select, *names: str) -> list[exp.Expression]:
-    found: list[exp.Expression] = []
+def _clauses(select: exp.Select, *names: str) -> list[exp.Expr]:
+    found: list[exp.Expr] = []
     for name in names:
         value = select.args.get(name)
         if isinstance(value, list):
             found.extend(value)
-        elif isinstance(value, exp.Expression):
+        elif isinstance(value, exp.Expr):
             found.append(value)
     return found
 
 
-def _refs(node: exp.Expression, query: _Query) -> set[str] | None:
+def _refs(node: exp.Expr, query: _Query) -> set[str] | None:
     """Aliases of the query's FROM items that ``node`` reads, through nested subqueries too.
 
     None when some column cannot be placed (unknown table, ambiguous name, a derived table).
@@ -378,7 +379,7 @@ def _combinable(node: exp.AggFunc, fact: Table) -> bool:
     return _exact_type(argument, fact) is not None
 
 
-def _exact_type(node: exp.Expression, fact: Table) -> str | None:
+def _exact_type(node: exp.Expr, fact: Table) -> str | None:
     """'smallint'/'integer'/'bigint'/'numeric' for a column or all-numeric arithmetic, else None."""
     if isinstance(node, exp.Paren):
         return _exact_type(node.this, fact)
@@ -399,13 +400,13 @@ def _exact_type(node: exp.Expression, fact: Table) -> str | None:
     return None
 
 
-def _operand_type(node: exp.Expression, fact: Table) -> str | None:
+def _operand_type(node: exp.Expr, fact: Table) -> str | None:
     if isinstance(node, exp.Literal) and not node.is_string:
         return "numeric" if "." in node.name else "integer"
     return _exact_type(node, fact)
 
 
-def _equalities(parts: list[exp.Expression], query: _Query) -> list[_Equality]:
+def _equalities(parts: list[exp.Expr], query: _Query) -> list[_Equality]:
     """(alias, column, alias, column) for each ``a.x = b.y`` between two different FROM items."""
     found: list[_Equality] = []
     for part in parts:
@@ -453,9 +454,9 @@ def _admit_dimensions(
     return direct if admitted == set(query.tables) else None
 
 
-def _group_items(query: _Query) -> list[exp.Expression] | None:
+def _group_items(query: _Query) -> list[exp.Expr] | None:
     """GROUP BY items with ordinals and select-list aliases replaced by what they stand for."""
-    items: list[exp.Expression] = []
+    items: list[exp.Expr] = []
     for item in query.select.args["group"].expressions:
         if isinstance(item, exp.Literal) and not item.is_string:
             position = int(item.name) - 1
@@ -471,7 +472,7 @@ def _group_items(query: _Query) -> list[exp.Expression] | None:
     return items
 
 
-def _carry(node: exp.Expression, fact: str, query: _Query, carried: dict[str, exp.Column]) -> bool:
+def _carry(node: exp.Expr, fact: str, query: _Query, carried: dict[str, exp.Column]) -> bool:
     """Record the F columns ``node`` reads; False when it reads F through a subquery."""
     for column in node.find_all(exp.Column):
         if column.parent_select is not query.select:
@@ -486,8 +487,8 @@ def _carry(node: exp.Expression, fact: str, query: _Query, carried: dict[str, ex
     return True
 
 
-def _inside_group_item(column: exp.Column, clause: exp.Expression, grouped_sql: set[str]) -> bool:
-    node: exp.Expression | None = column
+def _inside_group_item(column: exp.Column, clause: exp.Expr, grouped_sql: set[str]) -> bool:
+    node: exp.Expr | None = column
     while node is not None:
         if node.sql(dialect="postgres") in grouped_sql:
             return True
@@ -502,9 +503,9 @@ def _build(
     fact: str,
     aggregates: list[exp.AggFunc],
     carried: dict[str, exp.Column],
-    moved: list[exp.Expression],
+    moved: list[exp.Expr],
     direct: dict[str, tuple[str, str]],
-    local: dict[str, list[exp.Expression]],
+    local: dict[str, list[exp.Expr]],
     taken: set[str],
 ) -> None:
     select = query.select
@@ -518,9 +519,9 @@ def _build(
 
     # Partial aggregates, shared between equal arguments, then the outer combination.
     partials: dict[tuple[str, str], str] = {}
-    partial_items: list[exp.Expression] = []
+    partial_items: list[exp.Expr] = []
 
-    def partial(function: str, argument: exp.Expression | None) -> exp.Column:
+    def partial(function: str, argument: exp.Expr | None) -> exp.Column:
         key = (function, argument.sql(dialect="postgres") if argument is not None else "*")
         if key not in partials:
             name = fresh_name(function, taken)
@@ -532,7 +533,7 @@ def _build(
 
     for node in aggregates:
         argument = node.this
-        combined: exp.Expression
+        combined: exp.Expr
         if isinstance(node, exp.Count):
             counted = partial("count", None if isinstance(argument, exp.Star) else argument)
             combined = exp.cast(exp.Sum(this=counted), exp.DataType.Type.BIGINT)
@@ -583,7 +584,7 @@ def _drop_conditions(select: exp.Select, dropped: set[int]) -> None:
             join.set("kind", "CROSS")
 
 
-def _requalify(argument: exp.Expression, qualifier: exp.Identifier) -> exp.Expression:
+def _requalify(argument: exp.Expr, qualifier: exp.Identifier) -> exp.Expr:
     copy = argument.copy()
     for column in list(copy.find_all(exp.Column)):
         column.set("table", qualifier.copy())

@@ -88,10 +88,12 @@ stays materialized.
 >>> sql = ("WITH t AS (SELECT k, 's' AS tag FROM a UNION ALL SELECT k, 'w' FROM b) "
 ...        "SELECT 1 FROM t AS x, t AS y WHERE x.k = y.k AND x.tag = 's' AND y.tag = 's' AND y.k > 5")
 >>> print(push_predicates_into_ctes(sqlglot.parse_one(sql, read="postgres"), Catalog()).sql(dialect="postgres"))
-WITH t AS MATERIALIZED (SELECT k, 's' AS tag FROM a UNION ALL SELECT k, 'w' FROM b WHERE FALSE) SELECT 1 FROM t AS x, t AS y WHERE x.k = y.k AND x.tag = 's' AND y.tag = 's' AND y.k > 5
+WITH t AS MATERIALIZED (SELECT k, 's' AS tag FROM a UNION ALL SELECT k, 'w' FROM b WHERE FALSE) SELECT 1 FROM t AS x, t
+AS y WHERE x.k = y.k AND x.tag = 's' AND y.tag = 's' AND y.k > 5
 >>> sql = sql.replace("y.tag = 's'", "y.tag = 'w'")
 >>> print(push_predicates_into_ctes(sqlglot.parse_one(sql, read="postgres"), Catalog()).sql(dialect="postgres"))
-WITH t AS NOT MATERIALIZED (SELECT k, 's' AS tag FROM a UNION ALL SELECT k, 'w' FROM b) SELECT 1 FROM t AS x, t AS y WHERE x.k = y.k AND x.tag = 's' AND y.tag = 'w' AND y.k > 5
+WITH t AS NOT MATERIALIZED (SELECT k, 's' AS tag FROM a UNION ALL SELECT k, 'w' FROM b) SELECT 1 FROM t AS x, t AS y
+WHERE x.k = y.k AND x.tag = 's' AND y.tag = 'w' AND y.k > 5
 """
 
 from __future__ import annotations
@@ -126,11 +128,11 @@ _INT4 = (-(2**31), 2**31 - 1)
 @dataclass(frozen=True)
 class _Branch:
     select: exp.Select
-    substitutes: dict[int, exp.Expression]
+    substitutes: dict[int, exp.Expr]
     """Output column index → the branch expression a pushed conjunct may read in its WHERE."""
 
 
-def push_predicates_into_ctes(expression: exp.Expression, catalog: Catalog) -> exp.Expression | None:
+def push_predicates_into_ctes(expression: exp.Expr, catalog: Catalog) -> exp.Expr | None:
     tree = expression.copy()
     if not isinstance(tree, (exp.Select, exp.SetOperation)):
         return None
@@ -147,7 +149,7 @@ def push_predicates_into_ctes(expression: exp.Expression, catalog: Catalog) -> e
     return tree if fired else None
 
 
-def _push(with_: exp.With, index: int, tree: exp.Expression, catalog: Catalog) -> bool:
+def _push(with_: exp.With, index: int, tree: exp.Expr, catalog: Catalog) -> bool:
     cte = with_.expressions[index]
     if not isinstance(cte, exp.CTE) or cte.args.get("materialized") is False:
         return False
@@ -160,7 +162,7 @@ def _push(with_: exp.With, index: int, tree: exp.Expression, catalog: Catalog) -
     columns = _output_columns(cte)
     if columns is None:
         return False
-    disjuncts: list[list[exp.Expression]] = []
+    disjuncts: list[list[exp.Expr]] = []
     for reference in references:
         own = _own_conjuncts(reference, columns)
         if not own:
@@ -190,7 +192,7 @@ def _push(with_: exp.With, index: int, tree: exp.Expression, catalog: Catalog) -
 
 
 def _inlining_is_cheaper(
-    references: list[exp.Table], disjuncts: list[list[exp.Expression]], branches: list[_Branch]
+    references: list[exp.Table], disjuncts: list[list[exp.Expr]], branches: list[_Branch]
 ) -> bool:
     """Each reference's own tag equalities fold away whole UNION ALL branches, the references keep
     different branches, no branch is recomputed more than twice on average, and every reference is
@@ -212,12 +214,12 @@ def _inlining_is_cheaper(
     return all(_evaluated_once(reference) for reference in references)
 
 
-def _is_false(predicate: exp.Expression | None) -> bool:
+def _is_false(predicate: exp.Expr | None) -> bool:
     return isinstance(predicate, exp.Boolean) and predicate.this is False
 
 
 def _evaluated_once(reference: exp.Table) -> bool:
-    node: exp.Expression = reference
+    node: exp.Expr = reference
     while node.parent is not None:
         parent = node.parent
         if isinstance(parent, (exp.From, exp.Join)):
@@ -238,10 +240,10 @@ def _key(identifier: exp.Identifier) -> str:
     return identifier.name if identifier.quoted else identifier.name.lower()
 
 
-def _references(with_: exp.With, index: int, tree: exp.Expression, key: str) -> list[exp.Table] | None:
+def _references(with_: exp.With, index: int, tree: exp.Expr, key: str) -> list[exp.Table] | None:
     """The table nodes that name the CTE; None when a same-named node could mean something else."""
     owner = with_.parent
-    if not isinstance(owner, exp.Expression):
+    if not isinstance(owner, exp.Expr):
         return None
     hidden = [cte.this for cte in with_.expressions[: index + 1]]
     references: list[exp.Table] = []
@@ -279,7 +281,7 @@ def _output_columns(cte: exp.CTE) -> list[str | None] | None:
     return [name if name is not None and names.count(name) == 1 else None for name in names]
 
 
-def _own_conjuncts(reference: exp.Table, columns: list[str | None]) -> list[exp.Expression]:
+def _own_conjuncts(reference: exp.Table, columns: list[str | None]) -> list[exp.Expr]:
     """The reference's own conjuncts, with its columns rewritten to bare placeholders ``"<index>"``."""
     holder = reference.parent
     select = holder.parent if holder is not None else None
@@ -301,7 +303,7 @@ def _own_conjuncts(reference: exp.Table, columns: list[str | None]) -> list[exp.
         for join in joins:
             candidates.extend(conjuncts(join.args.get("on")))
     only_source = not joins
-    own: list[exp.Expression] = []
+    own: list[exp.Expr] = []
     for candidate in candidates:
         mapped = _to_placeholders(candidate, name, only_source, columns)
         if mapped is not None:
@@ -331,7 +333,7 @@ def _nullable_sides(select: exp.Select) -> set[str] | None:
     return {key for key in nullable if key is not None}
 
 
-def _item_key(node: exp.Expression) -> str | None:
+def _item_key(node: exp.Expr) -> str | None:
     alias = node.args.get("alias")
     if isinstance(alias, exp.TableAlias) and isinstance(alias.this, exp.Identifier):
         return _key(alias.this)
@@ -341,8 +343,8 @@ def _item_key(node: exp.Expression) -> str | None:
 
 
 def _to_placeholders(
-    conjunct: exp.Expression, name: str, only_source: bool, columns: list[str | None]
-) -> exp.Expression | None:
+    conjunct: exp.Expr, name: str, only_source: bool, columns: list[str | None]
+) -> exp.Expr | None:
     if not _deterministic(conjunct) or conjunct.find(exp.Subquery, exp.AggFunc, exp.Window, exp.Star):
         return None
     mapped = conjunct.copy()
@@ -363,7 +365,7 @@ def _to_placeholders(
     return mapped if used else None
 
 
-def _deterministic(node: exp.Expression) -> bool:
+def _deterministic(node: exp.Expr) -> bool:
     for function in node.find_all(exp.Func):
         if isinstance(function, _VOLATILE_FUNCTIONS):
             return False
@@ -373,7 +375,7 @@ def _deterministic(node: exp.Expression) -> bool:
 
 
 def _branches(
-    body: exp.Expression, width: int, catalog: Catalog, tree: exp.Expression
+    body: exp.Expr, width: int, catalog: Catalog, tree: exp.Expr
 ) -> list[_Branch] | None:
     selects = _union_all_selects(body)
     if selects is None:
@@ -385,7 +387,7 @@ def _branches(
     return [_Branch(select, _substitutes(select, stable)) for select in selects]
 
 
-def _union_all_selects(body: exp.Expression) -> list[exp.Select] | None:
+def _union_all_selects(body: exp.Expr) -> list[exp.Select] | None:
     if isinstance(body, exp.Subquery):
         if any(value for key, value in body.args.items() if key != "this"):
             return None
@@ -419,7 +421,7 @@ def _pushable_branch(select: exp.Select) -> bool:
     return _deterministic(select)
 
 
-def _substitutes(select: exp.Select, stable: set[int]) -> dict[int, exp.Expression]:
+def _substitutes(select: exp.Select, stable: set[int]) -> dict[int, exp.Expr]:
     """The output columns a WHERE of this branch may read, as the branch expressions."""
     group = select.args.get("group")
     aggregated = bool(select.args.get("having")) or any(
@@ -433,7 +435,7 @@ def _substitutes(select: exp.Select, stable: set[int]) -> dict[int, exp.Expressi
     elif aggregated:
         return {}  # aggregate without GROUP BY: one row even when WHERE removes every input row
     group_sql = _group_expressions(select) if group is not None else set()
-    substitutes: dict[int, exp.Expression] = {}
+    substitutes: dict[int, exp.Expr] = {}
     for index, item in enumerate(select.expressions):
         if index not in stable:
             continue
@@ -458,7 +460,7 @@ def _group_expressions(select: exp.Select) -> set[str]:
     return rendered
 
 
-def _type_stable(selects: list[exp.Select], catalog: Catalog, tree: exp.Expression) -> set[int]:
+def _type_stable(selects: list[exp.Select], catalog: Catalog, tree: exp.Expr) -> set[int]:
     """Output columns whose branch expressions all have the UNION ALL's output type."""
     cte_names = {_key(cte.args["alias"].this) for cte in tree.find_all(exp.CTE)}
     stable: set[int] = set()
@@ -492,12 +494,12 @@ def _value_type(select: exp.Select, index: int, catalog: Catalog, cte_names: set
     return "column " + re.sub(r"\(.*\)", "", column.data_type).strip()
 
 
-def _branch_predicate(branch: _Branch, disjuncts: list[list[exp.Expression]]) -> exp.Expression | None:
+def _branch_predicate(branch: _Branch, disjuncts: list[list[exp.Expr]]) -> exp.Expr | None:
     """OR of the disjuncts mapped into the branch; None when it is TRUE (nothing to push)."""
-    kept: list[exp.Expression] = []
+    kept: list[exp.Expr] = []
     seen: set[str] = set()
     for disjunct in disjuncts:
-        parts: list[exp.Expression] = []
+        parts: list[exp.Expr] = []
         false = False
         for conjunct in disjunct:
             mapped = _substitute(conjunct, branch.substitutes)
@@ -523,10 +525,10 @@ def _branch_predicate(branch: _Branch, disjuncts: list[list[exp.Expression]]) ->
         return exp.Boolean(this=False)
     if len(kept) == 1:
         return kept[0]
-    return exp.or_(*kept, copy=False)  # type: ignore[return-value]  # wraps AND operands in parentheses
+    return exp.or_(*kept, copy=False)  # wraps AND operands in parentheses
 
 
-def _substitute(conjunct: exp.Expression, substitutes: dict[int, exp.Expression]) -> exp.Expression | None:
+def _substitute(conjunct: exp.Expr, substitutes: dict[int, exp.Expr]) -> exp.Expr | None:
     mapped = conjunct.copy()
     for column in list(mapped.find_all(exp.Column)):
         value = substitutes.get(int(column.name))
@@ -586,7 +588,7 @@ def _constant(node: exp.Expr) -> str | Decimal | None:
     return None
 
 
-def _implied(predicate: exp.Expression, existing: list[exp.Expression]) -> bool:
+def _implied(predicate: exp.Expr, existing: list[exp.Expr]) -> bool:
     """An existing conjunct already implies ``predicate``: it is one of them, or both restrict the
     same expression to constant sets, the existing set inside the pushed one (q74: ``d_year IN
     (1999, 2000)`` against ``d_year = 1999 OR d_year = 1999 + 1``)."""

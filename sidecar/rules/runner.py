@@ -57,7 +57,7 @@ def rewrite_candidates(sql: str, catalog: Catalog) -> list[RuleCandidate]:
 
 
 def _add(
-    candidates: list[RuleCandidate], seen: set[str], tree: exp.Expression, rules: tuple[str, ...]
+    candidates: list[RuleCandidate], seen: set[str], tree: exp.Expr, rules: tuple[str, ...]
 ) -> None:
     try:
         text = render(tree)

@@ -35,7 +35,7 @@ from sidecar.rules._scope import resolve_column
 
 _DATE_LITERAL = re.compile(r"^\s*(\d{4})-(\d{2})-(\d{2})(?:[ T]00:00(?::00(?:\.0+)?)?)?\s*$")
 _COMPARISONS = (exp.EQ, exp.LT, exp.LTE, exp.GT, exp.GTE)
-_MIRROR: dict[type[exp.Expression], type[exp.Expression]] = {
+_MIRROR: dict[type[exp.Expr], type[exp.Expr]] = {
     exp.EQ: exp.EQ,
     exp.LT: exp.GT,
     exp.LTE: exp.GTE,
@@ -45,7 +45,7 @@ _MIRROR: dict[type[exp.Expression], type[exp.Expression]] = {
 _TO_CHAR_UNITS = {"%Y-%m-%d": "day", "%Y-%m": "month", "%Y": "year"}
 
 
-def sargable_predicates(expression: exp.Expression, catalog: Catalog) -> exp.Expression | None:
+def sargable_predicates(expression: exp.Expr, catalog: Catalog) -> exp.Expr | None:
     tree = expression.copy()
     fired = False
     for select in list(tree.find_all(exp.Select)):
@@ -62,9 +62,9 @@ def sargable_predicates(expression: exp.Expression, catalog: Catalog) -> exp.Exp
 
 
 def _rewrite(
-    comparison: exp.Expression, select: exp.Select, catalog: Catalog
-) -> exp.Expression | None:
-    op: type[exp.Expression] = type(comparison)
+    comparison: exp.Binary, select: exp.Select, catalog: Catalog
+) -> exp.Expr | None:
+    op: type[exp.Expr] = type(comparison)
     left, right = comparison.left, comparison.right
     if _is_constant(left) and not _is_constant(right):
         left, right, op = right, left, _MIRROR[op]
@@ -72,7 +72,7 @@ def _rewrite(
         return None
 
     unit: str | None = None
-    column: exp.Expression | None = None
+    column: exp.Expr | None = None
     start: dt.date | None = None
     if isinstance(left, exp.Extract) and op is exp.EQ:
         if left.this.name.lower() != "year" or not isinstance(right, exp.Literal):
@@ -81,7 +81,8 @@ def _rewrite(
             return None
         column, unit, start = left.expression, "year", dt.date(int(right.name), 1, 1)
     elif isinstance(left, (exp.TimestampTrunc, exp.DateTrunc)) and op is exp.EQ:
-        unit = left.args.get("unit").name.lower() if left.args.get("unit") else None
+        given = left.args.get("unit")
+        unit = given.name.lower() if given is not None else None
         column, start = left.this, _date_constant(right)
     elif isinstance(left, exp.TimeToStr) and op is exp.EQ:
         unit = _TO_CHAR_UNITS.get(left.text("format"))
@@ -89,8 +90,9 @@ def _rewrite(
         if isinstance(right, exp.Literal) and right.is_string and unit is not None:
             start = _parse_partial(right.name, unit)
     elif isinstance(left, exp.Cast) and left.to.is_type(exp.DataType.Type.DATE):
-        if _parameter(right) is not None:
-            return _parameter_range(left.this, op, _parameter(right), select, catalog)
+        parameter = _parameter(right)
+        if parameter is not None:
+            return _parameter_range(left.this, op, parameter, select, catalog)
         column, unit, start = left.this, "day", _date_constant(right)
     if unit not in ("day", "month", "year") or start is None or not isinstance(column, exp.Column):
         return None
@@ -104,8 +106,8 @@ def _rewrite(
     return _range(column, op, _date_literal(start), _date_literal(_advance(start, unit)))
 
 
-def _range(column: exp.Expression, op: type[exp.Expression], lower: exp.Expression,
-           upper: exp.Expression) -> exp.Expression:
+def _range(column: exp.Expr, op: type[exp.Expr], lower: exp.Expr,
+           upper: exp.Expr) -> exp.Expr:
     """``f(c) <op> x`` as bounds on ``c``, where ``[lower, upper)`` is the range with ``f(c) = x``."""
     bare = column.copy()
     if op is exp.EQ:
@@ -119,13 +121,13 @@ def _range(column: exp.Expression, op: type[exp.Expression], lower: exp.Expressi
     return exp.GTE(this=bare, expression=lower)
 
 
-def _is_constant(node: exp.Expression) -> bool:
+def _is_constant(node: exp.Expr) -> bool:
     if isinstance(node, (exp.Literal, exp.Parameter, exp.Placeholder)):
         return True
     return isinstance(node, exp.Cast) and isinstance(node.this, (exp.Literal, exp.Parameter, exp.Placeholder))
 
 
-def _parameter(node: exp.Expression) -> exp.Expression | None:
+def _parameter(node: exp.Expr) -> exp.Expr | None:
     """``$n`` itself, or ``$n`` cast to a date or timestamp type."""
     if isinstance(node, exp.Cast) and node.to.this in (
         exp.DataType.Type.DATE, exp.DataType.Type.TIMESTAMP, exp.DataType.Type.TIMESTAMPTZ,
@@ -134,8 +136,8 @@ def _parameter(node: exp.Expression) -> exp.Expression | None:
     return node if isinstance(node, (exp.Parameter, exp.Placeholder)) else None
 
 
-def _parameter_range(column: exp.Expression, op: type[exp.Expression], parameter: exp.Expression,
-                     select: exp.Select, catalog: Catalog) -> exp.Expression | None:
+def _parameter_range(column: exp.Expr, op: type[exp.Expr], parameter: exp.Expr,
+                     select: exp.Select, catalog: Catalog) -> exp.Expr | None:
     """``c::date <op> $n`` as a range on ``c``, with the day bounds computed from ``$n`` by the server.
 
     >>> import sqlglot
@@ -155,7 +157,7 @@ def _parameter_range(column: exp.Expression, op: type[exp.Expression], parameter
     return _range(column, op, lower, upper)
 
 
-def _date_constant(node: exp.Expression) -> dt.date | None:
+def _date_constant(node: exp.Expr) -> dt.date | None:
     if isinstance(node, exp.Cast) and node.to.this in (
         exp.DataType.Type.DATE,
         exp.DataType.Type.TIMESTAMP,
@@ -201,5 +203,5 @@ def _advance(day: dt.date, unit: str) -> dt.date:
     return day + dt.timedelta(days=1)
 
 
-def _date_literal(day: dt.date) -> exp.Expression:
+def _date_literal(day: dt.date) -> exp.Expr:
     return exp.cast(exp.Literal.string(day.isoformat()), exp.DataType.Type.DATE)

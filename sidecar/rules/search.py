@@ -20,7 +20,8 @@ the caller passes ``cost`` (SQL → estimated total cost, None when PostgreSQL c
 ...     return None if tree.is_star else tree.select("*", append=False)
 >>> cost = {"SELECT a FROM t LIMIT 10": 5.0, "SELECT * FROM t": 30.0, "SELECT * FROM t LIMIT 10": 4.0}
 >>> [(c.sql, c.rules) for c in beam_search("SELECT a FROM t", Catalog(), cost.get, rules=(add_limit, star))]
-[('SELECT * FROM t LIMIT 10', ('add_limit', 'star')), ('SELECT a FROM t LIMIT 10', ('add_limit',)), ('SELECT * FROM t', ('star',))]
+[('SELECT * FROM t LIMIT 10', ('add_limit', 'star')), ('SELECT a FROM t LIMIT 10', ('add_limit',)), ('SELECT * FROM t',
+('star',))]
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from sidecar.rules._scope import parse
 logger = logging.getLogger(__name__)
 
 Cost = Callable[[str], "float | None"]
-RuleFunction = Callable[[exp.Expression, Catalog], "exp.Expression | None"]
+RuleFunction = Callable[[exp.Expr, Catalog], "exp.Expr | None"]
 
 
 @dataclass(frozen=True)
@@ -74,10 +75,10 @@ def beam_search(sql: str, catalog: Catalog, cost: Cost, *, rules: Sequence[RuleF
     if tree is None:
         return []
     seen = {render(tree)}
-    frontier: list[tuple[exp.Expression, SearchCandidate]] = [(tree, SearchCandidate(render(tree), (), float("inf")))]
+    frontier: list[tuple[exp.Expr, SearchCandidate]] = [(tree, SearchCandidate(render(tree), (), float("inf")))]
     found: list[SearchCandidate] = []
     for level in range(1, depth + 1):
-        children: list[tuple[exp.Expression, SearchCandidate]] = []
+        children: list[tuple[exp.Expr, SearchCandidate]] = []
         for parent_tree, parent in frontier:
             for rule in rules:
                 name = rule_name(rule)
@@ -113,7 +114,7 @@ def beam_search(sql: str, catalog: Catalog, cost: Cost, *, rules: Sequence[RuleF
     return sorted(found, key=lambda c: (c.cost, len(c.rules)))
 
 
-def apply_rule(rule: RuleFunction, tree: exp.Expression, catalog: Catalog) -> exp.Expression | None:
+def apply_rule(rule: RuleFunction, tree: exp.Expr, catalog: Catalog) -> exp.Expr | None:
     """The rule's rewrite of ``tree``, or None; a rule that trips over an unforeseen AST shape costs
     one candidate, not the request."""
     try:
@@ -127,5 +128,5 @@ def rule_name(rule: object) -> str:
     return str(getattr(rule, "__name__", rule))
 
 
-def render(tree: exp.Expression) -> str:
+def render(tree: exp.Expr) -> str:
     return tree.sql(dialect="postgres", comments=False)

@@ -33,7 +33,7 @@ _AGGREGATES = (exp.Count, exp.Sum, exp.Avg, exp.Min, exp.Max)
 _FORBIDDEN = ("group", "having", "limit", "offset", "qualify", "windows", "laterals", "locks")
 
 
-def window_to_group_by(expression: exp.Expression, catalog: Catalog) -> exp.Expression | None:
+def window_to_group_by(expression: exp.Expr, catalog: Catalog) -> exp.Expr | None:
     return rewrite_each_select(expression, catalog, _rewrite)
 
 
@@ -72,7 +72,7 @@ def _rewrite(select: exp.Select, catalog: Catalog) -> bool:
         if not isinstance(item, exp.Table) or not item.name:
             return False
         tables[item.alias_or_name.lower()] = item
-    conditions: list[exp.Expression] = []
+    conditions: list[exp.Expr] = []
     for join in select.args.get("joins") or []:
         if join.side or (join.kind and join.kind.upper() not in ("INNER", "CROSS")) or join.args.get("using"):
             return False
@@ -104,7 +104,7 @@ def _rewrite(select: exp.Select, catalog: Catalog) -> bool:
                 whole_tables.add(alias)
                 changed = True
 
-    group_by: list[exp.Expression] = [c.copy() for c in partition]
+    group_by: list[exp.Expr] = [c.copy() for c in partition]
     for projection in select.expressions:
         target = projection.this if isinstance(projection, exp.Alias) else projection
         if isinstance(target, exp.Star) or (isinstance(target, exp.Column) and isinstance(target.this, exp.Star)):

@@ -5,10 +5,10 @@ The same code answers `laser_rewrite`, computes training rewards and scores benc
 """
 from __future__ import annotations
 
+from sidecar.verify.evidence import Evidence
 from sidecar.verify.guard import GuardError, Statement, guard
 from sidecar.verify.outcome import Outcome, OutcomeStatus
 from sidecar.verify.session import ReadOnlySession, SessionError
-from sidecar.verify.evidence import Evidence
 from sidecar.verify.verifier import Estimate, OriginalError, OriginalProfile, Verifier, VerifierConfig
 
 __all__ = [

@@ -89,10 +89,10 @@ def order_spec(stmt: ast.SelectStmt, column_names: Sequence[str]) -> OrderSpec:
     limit = None
     if isinstance(stmt.limitCount, ast.A_Const) and isinstance(stmt.limitCount.val, ast.Integer):
         limit = stmt.limitCount.val.ival
-    bounds = {"limited": limited, "limit": limit, "offset": stmt.limitOffset is not None}
+    offset = stmt.limitOffset is not None
     sort = stmt.sortClause or ()
     if not sort:
-        return OrderSpec(ordered=False, keys=(), **bounds)
+        return OrderSpec(ordered=False, keys=(), limited=limited, limit=limit, offset=offset)
     names = [n.lower() for n in column_names]
     targets = _target_texts(stmt)
     keys: list[int] = []
@@ -100,11 +100,12 @@ def order_spec(stmt: ast.SelectStmt, column_names: Sequence[str]) -> OrderSpec:
     for item in sort:
         position, certain = _output_position(item.node, names, targets)
         if position is None:
-            return OrderSpec(ordered=True, keys=None, **bounds)
+            return OrderSpec(ordered=True, keys=None, limited=limited, limit=limit, offset=offset)
         keys.append(position)
         exact = exact and certain
     deterministic = limited and exact and _rows_fixed_by(stmt, set(keys), targets, len(names))
-    return OrderSpec(ordered=True, keys=tuple(keys), deterministic=deterministic, **bounds)
+    return OrderSpec(ordered=True, keys=tuple(keys), limited=limited, limit=limit, offset=offset,
+                     deterministic=deterministic)
 
 
 def _text(node: ast.Node) -> str:
@@ -117,9 +118,9 @@ def _target_texts(stmt: ast.SelectStmt) -> list[str | None]:
         return []
     texts: list[str | None] = []
     for target in stmt.targetList:
-        if isinstance(target.val, ast.ColumnRef) and isinstance(target.val.fields[-1], ast.A_Star):
+        if isinstance(target.val, ast.ColumnRef) and isinstance(_last(target.val), ast.A_Star):
             return []  # a star expands to columns the statement does not name
-        texts.append(_text(target.val))
+        texts.append(_text(target.val) if target.val is not None else None)
     return texts
 
 
@@ -127,22 +128,28 @@ def _output_position(node: ast.Node, names: list[str], targets: list[str | None]
     """The output column an ORDER BY item sorts by, and whether that is certain (by position, by
     output name, or the very expression of an output column) rather than guessed from a qualified
     column's last name."""
-    if isinstance(node, ast.A_Const) and isinstance(node.val, ast.Integer):
+    if isinstance(node, ast.A_Const) and isinstance(node.val, ast.Integer) and node.val.ival is not None:
         position = node.val.ival - 1
         return (position, True) if 0 <= position < len(names) else (None, False)
-    if isinstance(node, ast.ColumnRef) and isinstance(node.fields[-1], ast.String) and len(node.fields) == 1:
-        name = node.fields[-1].sval.lower()
+    last = _last(node) if isinstance(node, ast.ColumnRef) else None
+    if isinstance(node, ast.ColumnRef) and isinstance(last, ast.String) and len(node.fields or ()) == 1:
+        name = (last.sval or "").lower()
         if names.count(name) == 1:
             return names.index(name), True
     if len(targets) == len(names):
         text = _text(node)
         if text in targets:
             return targets.index(text), True
-    if isinstance(node, ast.ColumnRef) and isinstance(node.fields[-1], ast.String):
-        name = node.fields[-1].sval.lower()
+    if isinstance(last, ast.String):
+        name = (last.sval or "").lower()
         if names.count(name) == 1:
             return names.index(name), False
     return None, False
+
+
+def _last(column: ast.ColumnRef) -> ast.Node | None:
+    """The last part of a column reference (its name, or `*`)."""
+    return column.fields[-1] if column.fields else None
 
 
 def _rows_fixed_by(stmt: ast.SelectStmt, keys: set[int], targets: list[str | None], width: int) -> bool:
@@ -155,7 +162,7 @@ def _rows_fixed_by(stmt: ast.SelectStmt, keys: set[int], targets: list[str | Non
     for group in stmt.groupClause:
         if isinstance(group, ast.GroupingSet):
             return False
-        if isinstance(group, ast.A_Const) and isinstance(group.val, ast.Integer):
+        if isinstance(group, ast.A_Const) and isinstance(group.val, ast.Integer) and group.val.ival is not None:
             position = group.val.ival - 1
             if not (0 <= position < width and position in keys):
                 return False

@@ -65,7 +65,8 @@ class Statement:
                 for cte in node.ctes or ()}
         found: dict[tuple[str | None, str], None] = {}
         for node in _walk(self.tree):
-            if isinstance(node, ast.RangeVar) and not (node.schemaname is None and node.relname in ctes):
+            if isinstance(node, ast.RangeVar) and node.relname and not (node.schemaname is None
+                                                                       and node.relname in ctes):
                 found[(node.schemaname, node.relname)] = None
         return tuple(sorted(found, key=lambda name: (name[0] or "", name[1])))
 
@@ -102,6 +103,7 @@ def guard(sql: str) -> Statement:
         raise GuardError(f"exactly one statement is accepted; got {len(statements)}")
     top = statements[0].stmt
     if not isinstance(top, ast.SelectStmt):
+        assert top is not None
         raise GuardError(
             "only read-only queries are accepted (SELECT, WITH ... SELECT, VALUES); "
             f"got {_statement_kind(top)}"
@@ -166,6 +168,6 @@ def _check_node(node: ast.Node) -> None:
                 "are not accepted"
             )
     if isinstance(node, ast.FuncCall):
-        name = node.funcname[-1].sval.lower()
+        name = str(node.funcname[-1].sval if node.funcname else "").lower()
         if name in _FORBIDDEN_FUNCTIONS or name.startswith(_FORBIDDEN_PREFIXES):
             raise GuardError(f"function {name}() writes or has side effects; it is not accepted")

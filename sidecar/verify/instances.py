@@ -15,6 +15,7 @@ can be written.
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -161,18 +162,19 @@ class InstanceBuilder:
                     "INSERT INTO {dst} ({cols}) SELECT {cols} FROM {src} WHERE {col} IN"
                     " (SELECT {pcol} FROM {psmp}) LIMIT {k} ON CONFLICT DO NOTHING"
                 ).format(dst=self._smp(table), cols=cols, src=table.identifier, col=sql.Identifier(column),
-                         pcol=sql.Identifier(partner_column), psmp=self._smp(partner), k=sql.Literal(3 * n)), sampling=True)
+                         pcol=sql.Identifier(partner_column), psmp=self._smp(partner), k=sql.Literal(3 * n)),
+                             sampling=True)
             for bound in self.boundaries:
                 if bound.table == table.oid and table.column(bound.column) is not None:
-                    column = table.column(bound.column)
-                    assert column is not None
+                    facts = table.column(bound.column)
+                    assert facts is not None
                     for op in ("=", "<", ">"):
                         self._try(sql.SQL(
                             "INSERT INTO {dst} ({cols}) SELECT {cols} FROM {src} WHERE {col} {op} ({lit})::{typ}"
                             " LIMIT {k} ON CONFLICT DO NOTHING"
                         ).format(dst=self._smp(table), cols=cols, src=table.identifier,
                                  col=sql.Identifier(bound.column), op=sql.SQL(op), lit=sql.SQL(bound.literal),
-                                 typ=sql.SQL(column.type_sql), k=sql.Literal(max(2, n // 6))), sampling=True)
+                                 typ=sql.SQL(facts.type_sql), k=sql.Literal(max(2, n // 6))), sampling=True)
             extra = n if not partners else max(2, n // 4)
             self._try(sql.SQL(
                 "INSERT INTO {dst} ({cols}) SELECT {cols} FROM {src} TABLESAMPLE {method} ({pct})"
@@ -348,8 +350,8 @@ class InstanceBuilder:
             ("sample", "live rows sampled with their join partners", lambda: None),
             ("nulls", "NULL in a third of the rows of every nullable column", self._nulls),
             ("duplicates", "every row twice (new key values where a key forbids exact copies)", self._duplicates),
-            ("duplicates_and_nulls", "duplicated rows, then NULLs", lambda: (self._duplicates(), self._nulls())),
-            ("empty", "every table empty", lambda: [self._empty(t) for t in self.tables]),
+            ("duplicates_and_nulls", "duplicated rows, then NULLs", self._duplicates_and_nulls),
+            ("empty", "every table empty", self._empty_all),
         ]
         if self.boundaries:
             recipes.append(("boundaries", "values equal to the query's literals", self._boundary_values))
@@ -357,11 +359,19 @@ class InstanceBuilder:
                         self._odd_and_zero))
         for table in few if len(self.tables) > 1 else ():
             recipes.append((f"empty:{table.label}", f"{table.label} empty, the rest sampled",
-                            lambda t=table: self._empty(t)))
+                            functools.partial(self._empty, table)))
         for table in few:
             recipes.append((f"thinned:{table.label}", f"every other row of {table.label} removed",
-                            lambda t=table: self._thin(t)))
+                            functools.partial(self._thin, table)))
         return recipes
+
+    def _duplicates_and_nulls(self) -> None:
+        self._duplicates()
+        self._nulls()
+
+    def _empty_all(self) -> None:
+        for table in self.tables:
+            self._empty(table)
 
     def _reset(self) -> None:
         for table in self.tables:

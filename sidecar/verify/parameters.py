@@ -110,7 +110,8 @@ def normalize_placeholders(text: str) -> str:
         c = text[i]
         skip_to = -1
         if c == "'":
-            backslashes = i > 0 and text[i - 1] in "eE" and (i < 2 or not (text[i - 2].isalnum() or text[i - 2] in "_$"))
+            escaped = i > 0 and text[i - 1] in "eE"  # E'...' unless the E ends an identifier
+            backslashes = escaped and (i < 2 or not (text[i - 2].isalnum() or text[i - 2] in "_$"))
             skip_to = _end_of_string(text, i, backslashes)
         elif c == '"':
             skip_to = _end_of_quoted(text, i, '"')

@@ -68,19 +68,19 @@ def relations(statement: ast.Node) -> QueryRelations:
     >>> [(a.qualifier, a.column, b.qualifier, b.column) for a, b in r.links]
     [('r', 'user_id', 'u', 'id')]
     >>> [(c.column.column, c.operator, c.value, c.parameter) for c in r.comparisons]
-    [('country', '=', "'DE'", None), ('country', '=', "'FR'", None), ('id', '=', '$1', 1), ('created_at', '>=', "CAST('2024-01-01' AS date)", None)]
+    [('country', '=', "'DE'", None), ('country', '=', "'FR'", None), ('id', '=', '$1', 1), ('created_at', '>=',
+    "CAST('2024-01-01' AS date)", None)]
     """
     ctes = _cte_names(statement)
     tables: list[TableName] = []
     alias_targets: dict[str, set[TableName]] = {}
     for node in _nodes(statement, ast.RangeVar):
-        if node.schemaname is None and node.relname in ctes:
+        if node.relname is None or (node.schemaname is None and node.relname in ctes):
             continue
         name: TableName = (node.schemaname, node.relname)
         if name not in tables:
             tables.append(name)
-        alias = node.alias.aliasname if node.alias is not None else node.relname
-        alias_targets.setdefault(alias, set()).add(name)
+        alias_targets.setdefault(_alias(node), set()).add(name)
     aliases = {a: next(iter(t)) for a, t in alias_targets.items() if len(t) == 1}
 
     links: list[tuple[ColumnMention, ColumnMention]] = []
@@ -137,7 +137,7 @@ def _local_filters(select: ast.SelectStmt) -> list[tuple[str, str]]:
 
     def from_item(item: object) -> None:
         if isinstance(item, ast.RangeVar):
-            sources.append(item.alias.aliasname if item.alias is not None else item.relname)
+            sources.append(_alias(item))
         elif isinstance(item, ast.JoinExpr):
             from_item(item.larg)
             from_item(item.rarg)
@@ -170,8 +170,22 @@ def _local_filters(select: ast.SelectStmt) -> list[tuple[str, str]]:
 
 def _conjuncts(node: ast.Node) -> list[ast.Node]:
     if isinstance(node, ast.BoolExpr) and node.boolop == enums.BoolExprType.AND_EXPR:
-        return [c for arg in node.args for c in _conjuncts(arg)]
+        return [c for arg in node.args or () for c in _conjuncts(arg)]
     return [node]
+
+
+def _alias(node: ast.RangeVar) -> str:
+    """The name a table reference is known by in its query: its alias, else its own name."""
+    if node.alias is not None and node.alias.aliasname:
+        return node.alias.aliasname
+    return node.relname or ""
+
+
+def _copy(statement: ast.Node) -> ast.Node:
+    """A private copy of a parse tree (parsed again from its deparsed text)."""
+    tree = pglast.parse_sql(stream.RawStream()(statement))[0].stmt
+    assert tree is not None
+    return tree
 
 
 def redirect(statement: ast.Node, target: Callable[[TableName], TableName | None]) -> str:
@@ -186,12 +200,12 @@ def redirect(statement: ast.Node, target: Callable[[TableName], TableName | None
     >>> redirect(pglast.parse_sql("WITH users AS (SELECT 1 AS id) SELECT id FROM users")[0].stmt, lambda t: ("s", "x"))
     'WITH users AS (SELECT 1 AS id) SELECT id FROM users'
     """
-    tree = pglast.parse_sql(stream.RawStream()(statement))[0].stmt  # a private copy
+    tree = _copy(statement)
     ctes = _cte_names(tree)
 
-    class _Redirect(visitors.Visitor):  # type: ignore[misc]
-        def visit_RangeVar(self, ancestors: object, node: ast.RangeVar) -> ast.RangeVar | None:
-            if node.schemaname is None and node.relname in ctes:
+    class _Redirect(visitors.Visitor):
+        def visit_RangeVar(self, ancestors: object, node: ast.RangeVar) -> ast.RangeVar | None:  # noqa: N802 - pglast's visitor protocol
+            if node.relname is None or (node.schemaname is None and node.relname in ctes):
                 return None
             new = target((node.schemaname, node.relname))
             if new is None:
@@ -210,7 +224,7 @@ def parameter_numbers(statement: ast.Node) -> list[int]:
     >>> parameter_numbers(pglast.parse_sql("SELECT * FROM t WHERE a = $2 OR b = $1 OR c = $2")[0].stmt)
     [1, 2]
     """
-    return sorted({p.number for p in _nodes(statement, ast.ParamRef)})
+    return sorted({p.number for p in _nodes(statement, ast.ParamRef) if p.number is not None})
 
 
 def bind(statement: ast.Node, values: dict[int, str | None]) -> str:
@@ -222,11 +236,11 @@ def bind(statement: ast.Node, values: dict[int, str | None]) -> str:
     >>> bind(pglast.parse_sql("SELECT * FROM t WHERE a = $1 AND b > $2")[0].stmt, {1: "it's", 2: None})
     "SELECT * FROM t WHERE a = 'it''s' AND b > NULL"
     """
-    tree = pglast.parse_sql(stream.RawStream()(statement))[0].stmt
+    tree = _copy(statement)
 
-    class _Bind(visitors.Visitor):  # type: ignore[misc]
-        def visit_ParamRef(self, ancestors: object, node: ast.ParamRef) -> ast.A_Const:
-            if node.number not in values:
+    class _Bind(visitors.Visitor):
+        def visit_ParamRef(self, ancestors: object, node: ast.ParamRef) -> ast.A_Const:  # noqa: N802 - pglast's visitor protocol
+            if node.number is None or node.number not in values:
                 raise KeyError(f"no value for parameter ${node.number}")
             value = values[node.number]
             if value is None:
@@ -259,12 +273,12 @@ def _cte_lineage(statement: ast.Node, ctes: set[str], table_aliases: set[str]) -
             mention = _column(target.val)
             if mention is not None:
                 columns[target.name or mention.column] = mention
-        outputs[cte.ctename] = columns
+        outputs[cte.ctename or ""] = columns
     through: dict[ColumnMention, ColumnMention] = {}
     for node in _nodes(statement, ast.RangeVar):
-        if node.schemaname is not None or node.relname not in outputs:
+        if node.schemaname is not None or node.relname is None or node.relname not in outputs:
             continue
-        alias = node.alias.aliasname if node.alias is not None else node.relname
+        alias = _alias(node)
         if alias in table_aliases:
             continue
         for name, source in outputs[node.relname].items():
@@ -273,7 +287,7 @@ def _cte_lineage(statement: ast.Node, ctes: set[str], table_aliases: set[str]) -
 
 
 def _cte_names(statement: ast.Node) -> set[str]:
-    return {cte.ctename for cte in _nodes(statement, ast.CommonTableExpr)}
+    return {cte.ctename for cte in _nodes(statement, ast.CommonTableExpr) if cte.ctename}
 
 
 def _nodes(root: ast.Node, kind: type[_N]) -> Iterator[_N]:
@@ -300,8 +314,9 @@ def _column(node: object) -> ColumnMention | None:
         node = node.arg
     if not isinstance(node, ast.ColumnRef):
         return None
-    names = [f.sval for f in node.fields if isinstance(f, ast.String)]
-    if len(names) != len(node.fields) or not 1 <= len(names) <= 2:
+    fields = node.fields or ()
+    names = [f.sval for f in fields if isinstance(f, ast.String) and f.sval is not None]
+    if len(names) != len(fields) or not 1 <= len(names) <= 2:
         return None
     return ColumnMention(names[0] if len(names) == 2 else None, names[-1])
 
@@ -310,7 +325,7 @@ def _value(node: object) -> tuple[str, int | None] | None:
     if isinstance(node, ast.ParamRef):
         return f"${node.number}", node.number
     bare = node.arg if isinstance(node, ast.TypeCast) else node
-    if isinstance(bare, ast.A_Const) and not bare.isnull:
+    if isinstance(bare, ast.A_Const) and not bare.isnull and isinstance(node, ast.Node):
         return str(stream.RawStream()(node)), None
     return None
 

@@ -215,7 +215,7 @@ class ReadOnlySession:
 
     def explain(self, statement: str, timeout_ms: int | None = None) -> tuple[dict[str, Any] | None, Run]:
         """EXPLAIN (FORMAT JSON) without executing; returns (plan, run) where run carries any error."""
-        run = self.run(sql.SQL("EXPLAIN (FORMAT JSON) ") + sql.SQL(statement), timeout_ms)  # type: ignore[arg-type]
+        run = self.run(sql.SQL("EXPLAIN (FORMAT JSON) ") + sql.SQL(statement), timeout_ms)
         if not run.ok or not run.rows:
             return None, run
         document = run.rows[0][0]
@@ -229,7 +229,7 @@ class ReadOnlySession:
             if isinstance(prepared, Run):
                 return (), prepared
             encoding = self._conn.info.encoding
-            columns = tuple(Column(prepared.fname(i).decode(encoding), prepared.ftype(i))
+            columns = tuple(Column((prepared.fname(i) or b"").decode(encoding), prepared.ftype(i))
                             for i in range(prepared.nfields))
         return columns, Run(elapsed_ms=(time.perf_counter() - start) * 1000.0, columns=columns)
 
@@ -272,7 +272,7 @@ class ReadOnlySession:
             with self.transaction(timeout_ms) as cur:
                 try:
                     cur.execute(sql.SQL("PREPARE {} AS ").format(sql.Identifier(_PREPARED))
-                                + sql.SQL(statement))  # type: ignore[operator]
+                                + sql.SQL(statement))
                 except errors.QueryCanceled:
                     yield Run(elapsed_ms=(time.perf_counter() - start) * 1000.0, timed_out=True)
                     return
@@ -283,14 +283,14 @@ class ReadOnlySession:
                     return
                 yield self._conn.pgconn.describe_prepared(_PREPARED.encode())
         finally:
-            if not self._conn.closed and not self._conn.broken:
-                if self._conn.execute("SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE name = %s",
-                                      (_PREPARED,)).fetchone():
-                    self._conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(_PREPARED)))
+            alive = not self._conn.closed and not self._conn.broken
+            if alive and self._conn.execute("SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE name = %s",
+                                            (_PREPARED,)).fetchone():
+                self._conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(_PREPARED)))
 
     def _timed(self, cur: psycopg.Cursor[Any], statement: Query, fetch: bool) -> Run:
         start = time.perf_counter()
-        composed = sql.SQL(MARKER) + (sql.SQL(statement) if isinstance(statement, str) else statement)  # type: ignore[arg-type]
+        composed = sql.SQL(MARKER) + (sql.SQL(statement) if isinstance(statement, str) else statement)
         try:
             # Extended protocol: psycopg sends the text as one prepared statement, so a second
             # statement hidden in it is rejected by the server as well as by the guard.
@@ -379,7 +379,7 @@ class Scratch:
             raise SessionError("seal() the scratch transaction before running statements in it")
         if timeout_ms is not None:
             self._cur.execute("SELECT set_config('statement_timeout', %s, true)", (str(int(timeout_ms)),))
-        marked = sql.SQL(MARKER) + (sql.SQL(statement) if isinstance(statement, str) else statement)  # type: ignore[arg-type]
+        marked = sql.SQL(MARKER) + (sql.SQL(statement) if isinstance(statement, str) else statement)
         self._cur.execute(cast(Any, marked), params, prepare=False)
         return self._cur.fetchall() if self._cur.description is not None else []
 

@@ -19,8 +19,8 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from laser.demo import DEMO_DB, DEMO_ROLE  # noqa: E402
-from laser.localdb import LocalCluster  # noqa: E402
+from laser.demo import DEMO_DB, DEMO_ROLE
+from laser.localdb import LocalCluster
 
 DAYS = ("2024-02-29", "2024-05-14", "2024-09-03")
 DAILY_REPORT = ("SELECT status, count(*) AS orders, sum(amount) AS revenue FROM orders"
