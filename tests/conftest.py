@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from sidecars import running_sidecar
 
-from laser import daemon, demo
+from laser import demo
 from laser.localdb import LocalCluster, default_state_dir, install_extension
 
 TEST_PG_PORT = int(os.environ.get("LASER_TEST_PG_PORT", "54339"))
@@ -54,17 +53,8 @@ def cluster(sidecar_address: str) -> Iterator[LocalCluster]:
 @pytest.fixture(scope="session")
 def sidecar(cluster: LocalCluster, sidecar_address: str) -> Iterator[str]:
     """A real sidecar process serving gRPC for the test cluster; yields its address."""
-    log = (cluster.state_dir / "sidecar-test.log").open("ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sidecar.server", "--listen", sidecar_address, "--dsn", cluster.sidecar_dsn()],
-        stdout=log, stderr=subprocess.STDOUT, cwd=str(Path(__file__).resolve().parent.parent),
-    )
-    try:
-        daemon.wait_serving(sidecar_address, timeout_s=60, process=process)
-        yield sidecar_address
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with running_sidecar(cluster, address=sidecar_address, log=cluster.state_dir / "sidecar-test.log") as address:
+        yield address
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from benchdata import Loaded, load_dataset
+from psycopg import sql
 
 from laser.bench import tpch
 from laser.bench.csvdata import DatasetError
@@ -162,8 +163,11 @@ def test_random_parameters_follow_the_rules() -> None:
 
 @pytest.mark.parametrize("query", WORKLOAD, ids=lambda q: q.id)
 def test_every_query_explains_and_runs(conn: psycopg.Connection, query: BenchQuery) -> None:
-    conn.execute(f"EXPLAIN {query.sql}").fetchall()
-    conn.execute(query.sql).fetchall()
+    plan = conn.execute(sql.SQL("EXPLAIN ") + sql.SQL(query.sql)).fetchall()
+    assert plan and plan[0][0]
+    result = conn.execute(query.sql)
+    assert result.description, "a query returns columns"
+    result.fetchall()
 
 
 ROW_COUNTS = {  # instance 1 (validation parameters) at SF 0.01: (min, max) rows

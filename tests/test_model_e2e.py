@@ -5,15 +5,14 @@ rejected cleanly, with the original returned.
 """
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from sidecars import running_sidecar
 
-from laser import daemon, demo
+from laser import demo
 from model import sft, tiny
 from sidecar.backends.base import plain_text
 from sidecar.backends.rules import RulesBackend
@@ -76,22 +75,10 @@ def trained_model(config: SidecarConfig, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture(scope="module")
 def model_sidecar(cluster, trained_model: Path) -> Iterator[str]:
-    with __import__("socket").socket() as s:
-        s.bind(("127.0.0.1", 0))
-        address = f"127.0.0.1:{s.getsockname()[1]}"
-    log = (cluster.state_dir / "sidecar-model-test.log").open("ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sidecar.server", "--listen", address, "--dsn", cluster.sidecar_dsn(),
-         "--backend", "transformers", "--model-dir", str(trained_model), "--device", "cpu", "--no-rules",
-         "--demonstrations", "0", "--max-new-tokens", "96"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT),
-    )
-    try:
-        daemon.wait_serving(address, timeout_s=120, process=process)
+    with running_sidecar(cluster, "--backend", "transformers", "--model-dir", str(trained_model), "--device", "cpu",
+                         "--no-rules", "--demonstrations", "0", "--max-new-tokens", "96",
+                         log=cluster.state_dir / "sidecar-model-test.log", timeout_s=120) as address:
         yield address
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_laser_rewrite_returns_the_models_verified_rewrite(model_sidecar: str, demo_dsn: str,

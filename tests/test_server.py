@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ import psycopg
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from laser_proto import laser_pb2, laser_pb2_grpc
+from sidecars import running_sidecar
 
 from laser import daemon, demo
 from sidecar.config import SidecarConfig
@@ -131,24 +130,6 @@ def test_a_model_that_cannot_load_stops_the_sidecar_with_a_clear_error(tmp_path)
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert f"model directory {tmp_path / 'nowhere'} does not exist" in done.stderr
-
-
-@contextlib.contextmanager
-def running_sidecar(cluster: Any, *flags: str) -> Iterator[str]:
-    """A sidecar process of its own, with these flags, for the test cluster; yields its address."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        address = f"127.0.0.1:{probe.getsockname()[1]}"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sidecar.server", "--listen", address, "--dsn", cluster.sidecar_dsn(), *flags],
-        cwd=str(Path(__file__).resolve().parent.parent), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        daemon.wait_serving(address, timeout_s=60, process=process)
-        yield address
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def _request(query: str, no_cache: bool = True) -> laser_pb2.RewriteRequest:
