@@ -1,6 +1,7 @@
 """The sidecar as a gRPC server: health, status codes for bad requests, graceful shutdown."""
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import signal
 import socket
@@ -19,6 +20,9 @@ from sidecars import running_sidecar
 
 from laser import daemon, demo
 from sidecar.config import SidecarConfig
+from sidecar.pipeline import RequestError
+from sidecar.server import LaserService
+from sidecar.verify import GuardError
 
 
 def _stub(address: str) -> laser_pb2_grpc.LaserStub:
@@ -190,3 +194,43 @@ def test_cached_answers_expire_after_the_ttl(cluster: Any) -> None:
         time.sleep(1.6)
         third = stub.Rewrite(_request(query, no_cache=False), timeout=60)
     assert (first.cached, second.cached, third.cached) == (False, True, False)
+
+
+class _Raising:
+    """A pipeline stand-in whose rewrite raises the given exception: only the server's mapping of
+    exception types to status codes is under test here (the real pipeline's errors are tested above)."""
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    def rewrite(self, *args: Any) -> Any:
+        raise self.exc
+
+
+@pytest.mark.parametrize(("exc", "code", "text"), [
+    (ValueError("an invariant broke"), grpc.StatusCode.INTERNAL, "internal error: ValueError: an invariant broke"),
+    (KeyError("plan"), grpc.StatusCode.INTERNAL, "internal error: KeyError"),
+    (RequestError("names no role"), grpc.StatusCode.INVALID_ARGUMENT, "names no role"),
+    (GuardError("got DELETE"), grpc.StatusCode.INVALID_ARGUMENT, "got DELETE"),
+])
+def test_errors_map_by_type_and_internal_errors_are_not_the_callers_fault(
+        exc: Exception, code: grpc.StatusCode, text: str) -> None:
+    async def call() -> grpc.RpcError:
+        server = grpc.aio.server()
+        laser_pb2_grpc.add_LaserServicer_to_server(LaserService(_Raising(exc), 1), server)  # type: ignore[arg-type]
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                request = laser_pb2.RewriteRequest(query="SELECT 1", target=laser_pb2.Target(database="d", role="r"))
+                try:
+                    await laser_pb2_grpc.LaserStub(channel).Rewrite(request, timeout=10)
+                except grpc.RpcError as failed:
+                    return failed
+                raise AssertionError("the call succeeded")
+        finally:
+            await server.stop(0)
+
+    failed = asyncio.run(call())
+    assert failed.code() == code
+    assert text in (failed.details() or "")
