@@ -34,6 +34,8 @@ class Job:
     original: str
     candidate: str
     values: tuple[tuple[int, str | None], ...] = ()
+    config: VerifierConfig | None = None
+    """How hard to look for this job; None: the pool's configuration."""
 
 
 class VerifierPool:
@@ -76,7 +78,8 @@ class VerifierPool:
 # -- inside a worker process --------------------------------------------------------------------
 
 _verifier: Verifier | None = None
-_profiles: OrderedDict[tuple[str, tuple[tuple[int, str | None], ...]], OriginalProfile | Outcome] = OrderedDict()
+_profiles: OrderedDict[tuple[str, tuple[tuple[int, str | None], ...], VerifierConfig | None],
+                      OriginalProfile | Outcome] = OrderedDict()
 
 
 def _start_worker(dsn: str, role: str | None, config: VerifierConfig) -> None:
@@ -87,10 +90,11 @@ def _start_worker(dsn: str, role: str | None, config: VerifierConfig) -> None:
 
 def _verify_job(job: Job) -> Outcome:
     assert _verifier is not None, "worker not started"
-    key = (job.original, job.values)
+    verifier = _verifier if job.config is None else Verifier(_verifier.session, job.config)
+    key = (job.original, job.values, job.config)
     profile = _profiles.get(key)
     if profile is None:
-        profile = _prepare(_verifier, job)
+        profile = _prepare(verifier, job)
         _profiles[key] = profile
         while len(_profiles) > PROFILES_KEPT:
             _profiles.popitem(last=False)
@@ -99,7 +103,7 @@ def _verify_job(job: Job) -> Outcome:
     if isinstance(profile, Outcome):
         return profile
     try:
-        return _verifier.verify(profile, job.candidate)
+        return verifier.verify(profile, job.candidate)
     except SessionError as exc:
         return Outcome(OutcomeStatus.UNVERIFIABLE, f"the database session failed: {exc}")
 

@@ -129,6 +129,8 @@ class Evidence:
     """Normalized Levenshtein distance between the two texts (SPA's triviality filter)."""
     original_timed_out_ms: int | None = None
     """The cap the original did not finish within (its result is unknown)."""
+    candidate_timed_out_ms: int | None = None
+    """The cap the candidate's first run did not finish within (so its result was not compared)."""
     equivalence: EquivalenceEvidence | None = None
     perturbed_instances: DifferentialReport | None = None
     latencies: Latencies | None = None
@@ -153,6 +155,7 @@ class Evidence:
             "sqlstate": self.sqlstate,
             "stage": self.stage,
             "original_timed_out_ms": self.original_timed_out_ms,
+            "candidate_timed_out_ms": self.candidate_timed_out_ms,
             "equivalence": self.equivalence.to_json() if self.equivalence else None,
             "perturbed_instances": self.perturbed_instances.to_json() if self.perturbed_instances else None,
             "edit_distance": self.edit_distance,

@@ -324,7 +324,10 @@ class Verifier:
         if original.timed_out:
             return self._beyond_cap(original, statement, evidence)
         cap = self._candidate_cap(original)
-        run = self.session.run(statement.text, timeout_ms=max(cap, self.config.statement_timeout_ms // 2))
+        timeout_ms = max(cap, self.config.statement_timeout_ms // 2)
+        run = self.session.run(statement.text, timeout_ms=timeout_ms)
+        if run.timed_out:
+            evidence.candidate_timed_out_ms = timeout_ms
         failed = self._equivalence(original, statement, run, evidence)
         if failed is not None:
             return failed
