@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import psycopg
 import psycopg.sql
 import pytest
 import sqlglot
+from rulecases import RuleCase, parse_fixture
 from sqlglot import exp
 
 from sidecar.backends.base import Prompt
@@ -25,48 +25,7 @@ from sidecar.rules.search import SearchStats, beam_search
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "rules"
 DEMO_QUERIES = ROOT / "sql" / "demo" / "queries"
-NO_REWRITE = "-- expect: no rewrite"
 STATEMENT_TIMEOUT_MS = 30_000
-
-
-@dataclass(frozen=True)
-class RuleCase:
-    rule: str
-    title: str
-    input_sql: str
-    expected_sql: str | None
-    """None: the rule must not fire."""
-
-
-def _statements(lines: list[str]) -> Iterator[str]:
-    buffer: list[str] = []
-    for line in lines:
-        buffer.append(line)
-        if line.rstrip().endswith(";"):
-            yield "\n".join(buffer).strip()
-            buffer = []
-    if buffer:
-        raise ValueError(f"statement without a terminating ';': {' '.join(buffer)!r}")
-
-
-def parse_fixture(path: Path) -> list[RuleCase]:
-    """Blocks separated by blank lines: ``-- title:``, input statement, expected statement or
-    ``-- expect: no rewrite``."""
-    cases: list[RuleCase] = []
-    for block in path.read_text().split("\n\n"):
-        lines = [line for line in block.strip().splitlines() if line.strip()]
-        if not lines:
-            continue
-        if not lines[0].startswith("-- title:"):
-            raise ValueError(f"{path.name}: block does not start with '-- title:': {lines[0]!r}")
-        title = lines[0].removeprefix("-- title:").strip()
-        body = lines[1:]
-        expect_none = bool(body) and body[-1].strip() == NO_REWRITE
-        statements = list(_statements(body[:-1] if expect_none else body))
-        if len(statements) != (1 if expect_none else 2):
-            raise ValueError(f"{path.name}: {title!r} needs an input and an expected statement")
-        cases.append(RuleCase(path.stem, title, statements[0], None if expect_none else statements[1]))
-    return cases
 
 
 CASES = [case for path in sorted(FIXTURES.glob("*.sql")) for case in parse_fixture(path)]

@@ -1,0 +1,40 @@
+"""The reverse optimizer (LASER §4.2, rule-guided expansion): cost-increasing transformations
+that keep a query's result.
+
+One transformation per module, each a function named after its module with the rules'
+signature ``slowdown(expression, catalog) -> Expression | None`` (None: its precondition failed,
+it did not fire). Each module says why its form is slower on PostgreSQL, why it is equivalent,
+and which rules-backend rule (if any) undoes it. ``SLOWDOWNS`` is the registry, in a fixed order
+so that the same random seed picks the same strategies.
+
+The search does not trust these arguments: every variant is executed and compared with its seed
+by the verifier before it counts.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlglot import exp
+
+from model.corpus.slowdowns.exists_to_count import exists_to_count
+from model.corpus.slowdowns.in_to_count import in_to_count
+from model.corpus.slowdowns.inline_ctes import inline_ctes
+from model.corpus.slowdowns.join_to_scalar_subquery import join_to_scalar_subquery
+from model.corpus.slowdowns.materialize_ctes import materialize_ctes
+from model.corpus.slowdowns.wrap_filtered_columns import wrap_filtered_columns
+from sidecar.catalog import Catalog
+
+Slowdown = Callable[[exp.Expr, Catalog], "exp.Expr | None"]
+
+SLOWDOWNS: tuple[Slowdown, ...] = (
+    exists_to_count,
+    in_to_count,
+    join_to_scalar_subquery,
+    inline_ctes,
+    materialize_ctes,
+    wrap_filtered_columns,
+)
+
+BY_NAME: dict[str, Slowdown] = {slowdown.__name__: slowdown for slowdown in SLOWDOWNS}
+
+__all__ = ["BY_NAME", "SLOWDOWNS", "Slowdown"]
