@@ -193,6 +193,12 @@ def cmd_bench_generation(args: argparse.Namespace) -> int:
     return generation.main(args)
 
 
+def cmd_corpus(args: argparse.Namespace) -> int:
+    from laser import corpus
+
+    return corpus.main(args)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from laser.bench import harness
     from laser.bench.runner import BenchError
@@ -265,6 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "tokens per second (local cluster, demo database)")
     generation.add_arguments(bg)
     bg.set_defaults(func=cmd_bench_generation)
+
+    corpus_parser = sub.add_parser("corpus", help="build a SQL-MCTS training corpus of verified (slow, fast) "
+                                                  "query pairs on a database (LASER section 4)")
+    from laser import corpus
+
+    corpus.add_arguments(corpus_parser)
+    corpus_parser.set_defaults(func=cmd_corpus)
 
     bench = sub.add_parser("bench", help="measure a workload (demo, TPC-H, TPC-DS, your files) with the "
                                          "papers' metrics, for the sidecar and replayed rewrites")

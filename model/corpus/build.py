@@ -1,0 +1,366 @@
+"""Building a SQL-MCTS corpus (LASER §4): seeds → MCTS per seed → consolidation → JSONL pairs.
+
+Every statement runs through the verifier's read-only sessions (READ ONLY transactions, statement
+timeouts, rolled back), so nothing here can write to the database it is pointed at.
+
+Output, one JSON object per line (see ``Pair``), and beside it ``<out>.schema.json`` (the schema
+manifest: tables, columns, keys, row estimates) so a trainer can render prompts without the
+database. Resumable: ``<out>.seeds.jsonl`` records each finished seed; a resumed run skips those
+and never writes a pair already in the output (by normalized slow query).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import psycopg
+from sqlglot import exp
+
+from model.corpus import structure
+from model.corpus.evaluate import PoolEvaluator, pair_config, simulation_config
+from model.corpus.mcts import Node
+from model.corpus.search import SearchConfig, grow, slow_nodes
+from model.pool import Job, VerifierPool
+from sidecar.catalog import Catalog, load_catalog
+from sidecar.rules._scope import conjuncts
+from sidecar.verify import GuardError, OriginalError, OutcomeStatus, ReadOnlySession, Verifier, guard
+from sidecar.verify.session import SessionError
+
+
+class CorpusError(Exception):
+    """The corpus cannot be built as asked (bad seed file, unreachable database, empty schema)."""
+
+
+@dataclass(frozen=True)
+class SeedQuery:
+    name: str
+    sql: str
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    timeout_ms: int = 10_000
+    """Tmax: the cap on every execution; a variant reaching it gets reward γ and is not kept."""
+    min_slowdown: float = 2.0
+    """Keep pairs whose slow query is at least this many times slower than its seed (§4.3)."""
+    workers: int = 2
+    random_seed: int = 0
+    validation_share: float = 0.1
+    """Share of seeds (by a hash of the seed) whose pairs go to the validation split."""
+    time_budget_s: float | None = None
+    """Start no new seed after this many seconds."""
+    search: SearchConfig = field(default_factory=SearchConfig)
+
+    def __post_init__(self) -> None:
+        if self.timeout_ms < 100 or self.min_slowdown <= 1.0 or not 0.0 <= self.validation_share < 1.0:
+            raise ValueError("timeout_ms must be at least 100, min_slowdown above 1, validation_share in [0, 1)")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One line of the corpus: a slow query and the fast seed it came from."""
+
+    schema_id: str
+    database: str
+    seed_name: str
+    seed_sql: str
+    slow_sql: str
+    path: tuple[str, ...]
+    """The transformations that made the slow query from the seed, in order."""
+    seed_ms: float
+    slow_ms: float
+    slowdown: float
+    slowdown_is_lower_bound: bool
+    evidence: dict[str, Any]
+    """The re-verification's summary: equivalence method, instances tried, timings."""
+    split: str
+
+
+@dataclass
+class Summary:
+    seeds_done: int = 0
+    seeds_skipped: list[tuple[str, str]] = field(default_factory=list)
+    """(name, reason) for every seed not used."""
+    variants: int = 0
+    candidates: int = 0
+    """Variants at least min_slowdown slower in the simulation."""
+    pairs: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    """Candidates not kept, by reason."""
+    elapsed_s: float = 0.0
+
+
+# -- seeds --------------------------------------------------------------------------------------
+
+def load_seed_queries(path: Path) -> list[SeedQuery]:
+    """Seeds from a directory of ``.sql`` files (one statement each, named by the file) or a JSON
+    list (strings, or objects with "sql" and optionally "name")."""
+    if path.is_dir():
+        files = sorted(path.glob("*.sql"))
+        if not files:
+            raise CorpusError(f"{path}: no .sql files")
+        return [SeedQuery(f.stem, f.read_text()) for f in files]
+    if not path.is_file():
+        raise CorpusError(f"{path}: no such file or directory")
+    try:
+        items = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CorpusError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(items, list):
+        raise CorpusError(f"{path}: expected a JSON list of queries")
+    seeds = []
+    for index, item in enumerate(items):
+        if isinstance(item, str):
+            seeds.append(SeedQuery(f"q{index + 1:04d}", item))
+        elif isinstance(item, dict) and isinstance(item.get("sql"), str):
+            seeds.append(SeedQuery(str(item.get("name") or f"q{index + 1:04d}"), item["sql"]))
+        else:
+            raise CorpusError(f"{path}: item {index} is neither a string nor an object with \"sql\"")
+    return seeds
+
+
+def admit(verifier: Verifier, seed: SeedQuery) -> str | None:
+    """None when the seed can grow a tree: one read-only statement that runs within the cap,
+    returns rows, and gives the same result when run again (no ties cut by ORDER BY … LIMIT);
+    else the reason it is skipped."""
+    try:
+        statement = guard(seed.sql)
+        profile = verifier.prepare(statement)
+    except GuardError as exc:
+        return f"refused: {exc}"
+    except OriginalError as exc:
+        return f"does not run: {exc}"
+    if profile.timed_out:
+        return f"does not finish within {verifier.config.statement_timeout_ms} ms"
+    if not profile.warmup.rows:
+        return "returns no rows"
+    again = verifier.check_equivalence(profile, statement)
+    if again.status != OutcomeStatus.EQUIVALENT:
+        return f"its result is not deterministic: {again.detail}"
+    return None
+
+
+# -- the schema ---------------------------------------------------------------------------------
+
+_USER_TABLES = """
+SELECT n.nspname, c.relname FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' AND n.nspname <> 'laser'
+  AND has_table_privilege(c.oid, 'SELECT')
+ORDER BY 1, 2
+"""
+
+
+def schema_manifest(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    """Every table the role can read (outside the system and laser schemas): columns, keys, indexes
+    and row estimates; with ``schema_id``, a hash of those facts."""
+    names = [(schema, name) for schema, name in conn.execute(_USER_TABLES).fetchall()]
+    catalog = load_catalog(conn, names)
+    tables = {key: {"columns": [[c.name, c.data_type, c.nullable] for c in table.columns],
+                    "primary_key": list(table.primary_key), "unique_keys": [list(k) for k in table.unique_keys],
+                    "indexes": [list(i) for i in table.indexes], "rows": table.row_estimate}
+              for key, table in sorted(catalog.tables.items())}
+    if not tables:
+        raise CorpusError("the database has no tables this role can read: nothing to build seeds on")
+    digest = hashlib.sha256(json.dumps(tables, sort_keys=True).encode()).hexdigest()[:16]
+    return {"schema_id": digest, "database": conn.info.dbname, "tables": tables}
+
+
+def catalog_of(conn: psycopg.Connection[Any], statement_tables: Iterable[tuple[str | None, str]]) -> Catalog:
+    return load_catalog(conn, list(statement_tables))
+
+
+# -- consolidation ------------------------------------------------------------------------------
+
+def artificial(seed_sql: str, slow_sql: str) -> str | None:
+    """Why the slow query's slowness is artificial (LASER §4.3's audit, made deterministic), or
+    None: an ORDER BY inside a subquery without LIMIT, a ``SELECT * FROM (…)`` wrapper, or a
+    predicate repeated verbatim in one WHERE, when the seed did not have it already.
+
+    >>> artificial("SELECT a FROM t WHERE b = 1", "SELECT * FROM (SELECT a FROM t WHERE b = 1) AS w")
+    'a SELECT * FROM (...) wrapper'
+    >>> artificial("SELECT a FROM t WHERE b = 1", "SELECT a FROM t WHERE b = 1 AND b = 1")
+    'a predicate repeated verbatim'
+    >>> artificial("SELECT a FROM t WHERE b = 1", "SELECT a FROM t WHERE b + 0 = 1") is None
+    True
+    """
+    slow, seed = structure.parse(slow_sql), structure.parse(seed_sql)
+    for check, reason in ((_ordered_subquery, "an ORDER BY inside a subquery"),
+                          (_star_wrapper, "a SELECT * FROM (...) wrapper"),
+                          (_repeated_predicate, "a predicate repeated verbatim")):
+        if check(slow) and not check(seed):
+            return reason
+    return None
+
+
+def _ordered_subquery(tree: exp.Expr) -> bool:
+    return any(s.args.get("order") and not s.args.get("limit") for s in tree.find_all(exp.Select)
+               if s is not tree and not isinstance(s.parent, exp.SetOperation))
+
+
+def _star_wrapper(tree: exp.Expr) -> bool:
+    for select in tree.find_all(exp.Select):
+        from_ = select.args.get("from_")
+        if (from_ is not None and isinstance(from_.this, exp.Subquery) and not select.args.get("joins")
+                and not select.args.get("where") and len(select.expressions) == 1
+                and isinstance(select.expressions[0], exp.Star)):
+            return True
+    return False
+
+
+def _repeated_predicate(tree: exp.Expr) -> bool:
+    for where in tree.find_all(exp.Where):
+        texts = [part.sql(dialect="postgres") for part in conjuncts(where.this)]
+        if len(texts) != len(set(texts)):
+            return True
+    return False
+
+
+def split_of(seed: SeedQuery, share: float) -> str:
+    """"train" or "validation", decided by the seed alone (so no seed is in both).
+
+    >>> split_of(SeedQuery("q1", "SELECT 1"), 0.0)
+    'train'
+    """
+    bucket = int(hashlib.sha256(structure.normalized(seed.sql).encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "validation" if bucket < share else "train"
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+def build(dsn: str, seeds: Sequence[SeedQuery], out: Path, config: CorpusConfig = CorpusConfig(),
+          resume: bool = False, log: IO[str] = sys.stderr) -> Summary:
+    """Grow a tree from every admitted seed and append the kept pairs to ``out``."""
+    started = time.monotonic()
+    summary = Summary()
+    done_path = out.with_name(out.name + ".seeds.jsonl")
+    if out.exists() and not resume:
+        raise CorpusError(f"{out} exists: pass --resume to continue it, or choose another file")
+    done = _finished_seeds(done_path) if resume else set()
+    written = _written_pairs(out) if resume else set()
+    try:
+        session = ReadOnlySession.connect(dsn, None, statement_timeout_ms=config.timeout_ms)
+    except SessionError as exc:
+        raise CorpusError(str(exc)) from None
+    with session:
+        manifest = schema_manifest(session.connection)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_name(out.name + ".schema.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        admitting = Verifier(session, simulation_config(config.timeout_ms))
+        with VerifierPool(dsn, workers=config.workers, config=simulation_config(config.timeout_ms)) as pool, \
+                out.open("a") as pairs_file, done_path.open("a") as done_file:
+            for index, seed in enumerate(seeds, 1):
+                key = structure.normalized(seed.sql) if _parses(seed.sql) else seed.sql
+                if key in done:
+                    continue
+                if config.time_budget_s is not None and time.monotonic() - started > config.time_budget_s:
+                    print(f"time budget of {config.time_budget_s:.0f} s spent: stopping before seed {seed.name}",
+                          file=log, flush=True)
+                    break
+                reason = admit(admitting, seed)
+                if reason is not None:
+                    summary.seeds_skipped.append((seed.name, reason))
+                    print(f"[{index}/{len(seeds)}] {seed.name}: skipped, {reason}", file=log, flush=True)
+                    _mark_done(done_file, key, seed, reason)
+                    continue
+                kept = _grow_seed(seed, session, pool, manifest, config, summary, written)
+                for pair in kept:
+                    pairs_file.write(json.dumps(asdict(pair)) + "\n")
+                pairs_file.flush()
+                _mark_done(done_file, key, seed, None)
+                summary.seeds_done += 1
+                summary.elapsed_s = time.monotonic() - started
+                best = max((p.slowdown for p in kept), default=0.0)
+                print(f"[{index}/{len(seeds)}] {seed.name}: {len(kept)} pair(s) kept"
+                      + (f" (best {best:.1f}x)" if kept else "")
+                      + f"; {summary.pairs} pairs, {summary.variants} variants in {summary.elapsed_s:.0f} s",
+                      file=log, flush=True)
+    summary.elapsed_s = time.monotonic() - started
+    return summary
+
+
+def _grow_seed(seed: SeedQuery, session: ReadOnlySession, pool: VerifierPool, manifest: dict[str, Any],
+               config: CorpusConfig, summary: Summary, written: set[str]) -> list[Pair]:
+    statement = guard(seed.sql)
+    catalog = catalog_of(session.connection, statement.tables)
+    rng = random.Random(f"{config.random_seed}:{structure.normalized(statement.text)}")
+    root, stats = grow(statement.text, catalog, PoolEvaluator(pool, statement.text, config.timeout_ms), rng,
+                       config.search)
+    summary.variants += stats.variants
+    candidates = _distinct(slow_nodes(root, config.min_slowdown), written)
+    summary.candidates += len(candidates)
+    kept: list[Pair] = []
+    survivors = []
+    for node in candidates:
+        reason = artificial(statement.text, node.sql)
+        if reason is not None:
+            summary.dropped[reason] = summary.dropped.get(reason, 0) + 1
+        else:
+            survivors.append(node)
+    check = pair_config(config.timeout_ms)
+    outcomes = pool.verify_many([Job(node.sql, statement.text, config=check) for node in survivors])
+    split = split_of(seed, config.validation_share)
+    for node, outcome in zip(survivors, outcomes, strict=True):
+        if outcome.status != OutcomeStatus.FASTER or outcome.speedup < config.min_slowdown:
+            reason = f"re-verification: {outcome.status.value}"
+            summary.dropped[reason] = summary.dropped.get(reason, 0) + 1
+            continue
+        evidence = outcome.evidence
+        summary_evidence: dict[str, Any] = {"detail": outcome.detail}
+        if evidence.equivalence is not None:
+            summary_evidence["equivalence"] = evidence.equivalence.method
+            summary_evidence["rows"] = evidence.equivalence.rows
+        if evidence.perturbed_instances is not None:
+            summary_evidence["perturbed_instances"] = len(evidence.perturbed_instances.tried)
+        kept.append(Pair(
+            schema_id=manifest["schema_id"], database=manifest["database"], seed_name=seed.name,
+            seed_sql=statement.text, slow_sql=node.sql, path=node.path, seed_ms=round(outcome.candidate_ms, 3),
+            slow_ms=round(outcome.original_ms, 3), slowdown=round(outcome.speedup, 3),
+            slowdown_is_lower_bound=evidence.speedup_is_lower_bound, evidence=summary_evidence, split=split))
+        written.add(structure.normalized(node.sql))
+    summary.pairs += len(kept)
+    return kept
+
+
+def _distinct(nodes: list[Node], written: set[str]) -> list[Node]:
+    seen = set(written)
+    result = []
+    for node in nodes:
+        key = structure.normalized(node.sql)
+        if key not in seen:
+            seen.add(key)
+            result.append(node)
+    return result
+
+
+def _parses(sql: str) -> bool:
+    try:
+        structure.parse(sql)
+    except ValueError:
+        return False
+    return True
+
+
+def _finished_seeds(path: Path) -> set[str]:
+    if not path.exists():
+        return set()
+    return {json.loads(line)["key"] for line in path.read_text().splitlines() if line.strip()}
+
+
+def _written_pairs(path: Path) -> set[str]:
+    if not path.exists():
+        return set()
+    return {structure.normalized(json.loads(line)["slow_sql"]) for line in path.read_text().splitlines()
+            if line.strip()}
+
+
+def _mark_done(file: IO[str], key: str, seed: SeedQuery, skipped: str | None) -> None:
+    file.write(json.dumps({"key": key, "name": seed.name, "skipped": skipped}) + "\n")
+    file.flush()
