@@ -47,7 +47,9 @@ class SeedQuery:
 @dataclass(frozen=True)
 class CorpusConfig:
     timeout_ms: int = 10_000
-    """Tmax: the cap on every execution; a variant reaching it gets reward γ and is not kept."""
+    """Tmax: the cap on every execution. A variant reaching it gets reward γ in the search; it is kept
+    only when the verifier's beyond-the-cap check (sampled and perturbed instances) calls it
+    equivalent, and its slowdown is then a lower bound (``slowdown_is_lower_bound``)."""
     min_slowdown: float = 2.0
     """Keep pairs whose slow query is at least this many times slower than its seed (§4.3)."""
     workers: int = 2
@@ -90,7 +92,7 @@ class Summary:
     """(name, reason) for every seed not used."""
     variants: int = 0
     candidates: int = 0
-    """Variants at least min_slowdown slower in the simulation."""
+    """Variants at least min_slowdown slower in the simulation, or cut at Tmax."""
     pairs: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     """Candidates not kept, by reason."""
@@ -294,7 +296,7 @@ def _grow_seed(seed: SeedQuery, session: ReadOnlySession, pool: VerifierPool, ma
     root, stats = grow(statement.text, catalog, PoolEvaluator(pool, statement.text, config.timeout_ms), rng,
                        config.search)
     summary.variants += stats.variants
-    candidates = _distinct(slow_nodes(root, config.min_slowdown), written)
+    candidates = _distinct(slow_nodes(root, config.min_slowdown, timed_out=True), written)
     summary.candidates += len(candidates)
     kept: list[Pair] = []
     survivors = []

@@ -119,10 +119,18 @@ def _expand(node: Node, tree: exp.Expr, catalog: Catalog, strategies: dict[str, 
     return made
 
 
-def slow_nodes(root: Node, minimum_slowdown: float) -> list[Node]:
-    """Every variant in the tree that was valid, within the time limit, and at least
-    ``minimum_slowdown`` times slower than the seed in the simulation (candidates for the corpus,
-    still to be re-verified)."""
-    return [node for node in root.walk() if node is not root and node.evaluation is not None
-            and node.evaluation.valid and not node.evaluation.timed_out
-            and node.evaluation.slowdown >= minimum_slowdown]
+def slow_nodes(root: Node, minimum_slowdown: float, timed_out: bool = False) -> list[Node]:
+    """Every variant in the tree that was valid and at least ``minimum_slowdown`` times slower than
+    the seed in the simulation, and with ``timed_out`` also those that hit the time limit (their
+    result is still to be compared, on instances: the candidates for the corpus, re-verified)."""
+    found = []
+    for node in root.walk():
+        evaluation = node.evaluation
+        if node is root or evaluation is None or not evaluation.valid:
+            continue
+        if evaluation.timed_out:
+            if timed_out:
+                found.append(node)
+        elif evaluation.slowdown >= minimum_slowdown:
+            found.append(node)
+    return found

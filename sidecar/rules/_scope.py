@@ -172,3 +172,42 @@ def rewrite_each_select_with_names(
     for select in list(tree.find_all(exp.Select)):
         fired = rewrite(select, catalog, cte_names, taken) or fired
     return tree if fired else None
+
+
+def nullable_sides(select: exp.Select) -> set[str] | None:
+    """Aliases of ``select``'s FROM items that an outer join may fill with NULLs (None: unknown)."""
+    from_ = select.args.get("from_")
+    if from_ is None:
+        return None
+    seen = [from_.this.alias_or_name.lower()]
+    nullable: set[str] = set()
+    for join in select.args.get("joins") or []:
+        alias = join.this.alias_or_name.lower()
+        side = (join.side or "").upper()
+        if side not in ("", "LEFT", "RIGHT", "FULL"):
+            return None
+        if side in ("RIGHT", "FULL"):
+            nullable.update(seen)
+        if side in ("LEFT", "FULL"):
+            nullable.add(alias)
+        seen.append(alias)
+    return nullable
+
+
+def not_null_source(
+    column: exp.Column, select: exp.Select, catalog: Catalog, cte_names: set[str]
+) -> exp.Table | None:
+    """The base-table node ``column`` belongs to when it is declared NOT NULL and never NULL-extended."""
+    resolved = resolve_column(column, select, catalog)
+    nullable = nullable_sides(select)
+    if resolved is None or nullable is None:
+        return None
+    alias, _, col = resolved
+    node = base_sources(select).get(alias)
+    if node is None or col.nullable or alias in nullable:
+        return None
+    if not node.args.get("db") and node.name.lower() in cte_names:
+        return None  # a CTE named like a catalog table: its columns carry no catalog facts
+    if catalog_table(node, catalog) is None:
+        return None
+    return node

@@ -49,14 +49,7 @@ from __future__ import annotations
 from sqlglot import exp
 
 from sidecar.catalog import Catalog
-from sidecar.rules._scope import (
-    and_all,
-    base_sources,
-    catalog_table,
-    conjuncts,
-    resolve_column,
-    source_names,
-)
+from sidecar.rules._scope import and_all, conjuncts, not_null_source, source_names
 
 _SUBQUERY_ALLOWED = frozenset({"expressions", "from_", "joins", "where", "distinct", "order"})
 
@@ -89,7 +82,7 @@ def _rewrite(node: exp.Not, tree: exp.Expr, catalog: Catalog, cte_names: set[str
     x = predicate.this
     if not isinstance(x, exp.Column) or isinstance(x.this, exp.Star) or x.args.get("db"):
         return False
-    outer_source = _not_null_source(x, outer, catalog, cte_names)
+    outer_source = not_null_source(x, outer, catalog, cte_names)
     if outer_source is None:
         return False
 
@@ -110,7 +103,7 @@ def _rewrite(node: exp.Not, tree: exp.Expr, catalog: Catalog, cte_names: set[str
     y = item.this if isinstance(item, exp.Alias) else item
     if not isinstance(y, exp.Column) or isinstance(y.this, exp.Star) or y.args.get("db"):
         return False
-    if _not_null_source(y, sub, catalog, cte_names) is None:
+    if not_null_source(y, sub, catalog, cte_names) is None:
         return False
 
     # Qualify x by its outer source; give a clashing inner FROM item a fresh alias first.
@@ -138,45 +131,6 @@ def _in_where(node: exp.Expr, select: exp.Select) -> bool:
     while isinstance(current.parent, exp.Expr) and current.parent is not select:
         current = current.parent
     return current.parent is select and current.arg_key == "where"
-
-
-def _nullable_sides(select: exp.Select) -> set[str] | None:
-    """Aliases of ``select``'s FROM items that an outer join may fill with NULLs (None: unknown)."""
-    from_ = select.args.get("from_")
-    if from_ is None:
-        return None
-    seen = [from_.this.alias_or_name.lower()]
-    nullable: set[str] = set()
-    for join in select.args.get("joins") or []:
-        alias = join.this.alias_or_name.lower()
-        side = (join.side or "").upper()
-        if side not in ("", "LEFT", "RIGHT", "FULL"):
-            return None
-        if side in ("RIGHT", "FULL"):
-            nullable.update(seen)
-        if side in ("LEFT", "FULL"):
-            nullable.add(alias)
-        seen.append(alias)
-    return nullable
-
-
-def _not_null_source(
-    column: exp.Column, select: exp.Select, catalog: Catalog, cte_names: set[str]
-) -> exp.Table | None:
-    """The base-table node ``column`` belongs to when it is declared NOT NULL and never NULL-extended."""
-    resolved = resolve_column(column, select, catalog)
-    nullable = _nullable_sides(select)
-    if resolved is None or nullable is None:
-        return None
-    alias, _, col = resolved
-    node = base_sources(select).get(alias)
-    if node is None or col.nullable or alias in nullable:
-        return None
-    if not node.args.get("db") and node.name.lower() in cte_names:
-        return None  # a CTE named like a catalog table: its columns carry no catalog facts
-    if catalog_table(node, catalog) is None:
-        return None
-    return node
 
 
 def _rename_inner(sub: exp.Select, name: exp.Identifier, tree: exp.Expr) -> bool:

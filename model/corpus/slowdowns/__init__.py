@@ -16,11 +16,15 @@ from collections.abc import Callable
 
 from sqlglot import exp
 
+from model.corpus.slowdowns.correlate_grouped_aggregates import correlate_grouped_aggregates
 from model.corpus.slowdowns.exists_to_count import exists_to_count
 from model.corpus.slowdowns.in_to_count import in_to_count
 from model.corpus.slowdowns.inline_ctes import inline_ctes
+from model.corpus.slowdowns.join_to_exists import join_to_exists
 from model.corpus.slowdowns.join_to_scalar_subquery import join_to_scalar_subquery
+from model.corpus.slowdowns.joins_to_commas import joins_to_commas
 from model.corpus.slowdowns.materialize_ctes import materialize_ctes
+from model.corpus.slowdowns.not_exists_to_not_in import not_exists_to_not_in
 from model.corpus.slowdowns.wrap_filtered_columns import wrap_filtered_columns
 from sidecar.catalog import Catalog
 
@@ -29,10 +33,14 @@ Slowdown = Callable[[exp.Expr, Catalog], "exp.Expr | None"]
 SLOWDOWNS: tuple[Slowdown, ...] = (
     exists_to_count,
     in_to_count,
+    not_exists_to_not_in,
+    join_to_exists,
     join_to_scalar_subquery,
+    correlate_grouped_aggregates,
     inline_ctes,
     materialize_ctes,
     wrap_filtered_columns,
+    joins_to_commas,
 )
 
 BY_NAME: dict[str, Slowdown] = {slowdown.__name__: slowdown for slowdown in SLOWDOWNS}

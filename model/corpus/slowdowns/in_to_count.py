@@ -11,8 +11,9 @@ of S has ``y = x`` TRUE, which is when that count is above zero. Otherwise IN is
 FALSE, which a top-level WHERE conjunct treats alike (both reject the row). So only IN
 predicates that are whole conjuncts of a WHERE are rewritten, never under NOT or OR or in a
 SELECT list. The subquery must be a simple SELECT with one output column, and every column of
-``x`` must be qualified by a name the subquery does not itself define (else moving ``x`` inside
-would capture it).
+``x`` must keep its meaning once moved inside: qualified by a name the subquery does not itself
+define, or unqualified, resolved to an outer catalog table, and a column of none of the
+subquery's tables (else moving ``x`` inside would capture it).
 
 >>> import sqlglot
 >>> from sidecar.catalog import Catalog
@@ -30,7 +31,7 @@ from sqlglot import exp
 from model.corpus.slowdowns._checks import simple_select
 from model.corpus.slowdowns.exists_to_count import count_of
 from sidecar.catalog import Catalog
-from sidecar.rules._scope import and_all, conjuncts, source_names
+from sidecar.rules._scope import and_all, catalog_table, conjuncts, resolve_column, source_names
 
 
 def in_to_count(expression: exp.Expr, catalog: Catalog) -> exp.Expr | None:
@@ -43,7 +44,7 @@ def in_to_count(expression: exp.Expr, catalog: Catalog) -> exp.Expr | None:
         parts = conjuncts(where.this)
         changed = False
         for index, part in enumerate(parts):
-            rewritten = _counted(part)
+            rewritten = _counted(part, select, catalog)
             if rewritten is not None:
                 parts[index] = rewritten
                 changed = True
@@ -53,7 +54,7 @@ def in_to_count(expression: exp.Expr, catalog: Catalog) -> exp.Expr | None:
     return tree if fired else None
 
 
-def _counted(predicate: exp.Expr) -> exp.Expr | None:
+def _counted(predicate: exp.Expr, outer: exp.Select, catalog: Catalog) -> exp.Expr | None:
     if not isinstance(predicate, exp.In):
         return None
     query = predicate.args.get("query")
@@ -65,7 +66,8 @@ def _counted(predicate: exp.Expr) -> exp.Expr | None:
         return None
     inner_names = source_names(subquery) | {t.alias_or_name.lower() for t in subquery.find_all(exp.Table)}
     columns = list(value.find_all(exp.Column))
-    if any(not c.table or c.table.lower() in inner_names for c in columns) or value.find(exp.Query):
+    if value.find(exp.Query) or any(c.table.lower() in inner_names if c.table
+                                    else not _stays_outer(c, outer, subquery, catalog) for c in columns):
         return None
     item = subquery.expressions[0]
     item = item.this if isinstance(item, exp.Alias) else item
@@ -76,3 +78,19 @@ def _counted(predicate: exp.Expr) -> exp.Expr | None:
     match = exp.EQ(this=item.copy(), expression=value.copy())
     inner.set("where", exp.Where(this=and_all([*(c.copy() for c in conjuncts(where.this if where else None)), match])))
     return exp.GT(this=count_of(inner), expression=exp.Literal.number(0))
+
+
+def _stays_outer(column: exp.Column, outer: exp.Select, subquery: exp.Select, catalog: Catalog) -> bool:
+    """An unqualified column of the outer SELECT keeps its meaning inside the subquery: it resolves
+    to one of the outer FROM items, and no FROM item of the subquery (all catalog tables) has a
+    column of that name."""
+    if resolve_column(column, outer, catalog) is None:
+        return False
+    tables = list(subquery.find_all(exp.Table))
+    if len(tables) != len(source_names(subquery)):
+        return False
+    for node in tables:
+        table = catalog_table(node, catalog)
+        if table is None or table.column(column.name) is not None:
+            return False
+    return True
