@@ -118,7 +118,8 @@ def _correlation(on: exp.Expr | None, name: str, key_alias: str, body: exp.Selec
         return None
     inner = source_names(body) | {t.alias_or_name.lower() for t in body.find_all(exp.Table)}
     eq = parts[0]
-    for mine, other in ((eq.this, eq.expression), (eq.expression, eq.this)):
+    sides: tuple[tuple[exp.Expr, exp.Expr], ...] = ((eq.this, eq.expression), (eq.expression, eq.this))
+    for mine, other in sides:
         if isinstance(mine, exp.Column) and mine.table.lower() == name and mine.name.lower() == key_alias:
             columns = list(other.find_all(exp.Column))
             if other.find(exp.Query) or not columns or any(
