@@ -97,6 +97,8 @@ class Summary:
     dropped: dict[str, int] = field(default_factory=dict)
     """Candidates not kept, by reason."""
     elapsed_s: float = 0.0
+    seconds: dict[str, float] = field(default_factory=lambda: {"admit": 0.0, "search": 0.0, "re-verify": 0.0})
+    """Where the time went: admitting seeds, the search (simulation), re-verifying candidates."""
 
 
 # -- seeds --------------------------------------------------------------------------------------
@@ -266,7 +268,9 @@ def build(dsn: str, seeds: Sequence[SeedQuery], out: Path, config: CorpusConfig 
                     print(f"time budget of {config.time_budget_s:.0f} s spent: stopping before seed {seed.name}",
                           file=log, flush=True)
                     break
+                clock = time.monotonic()
                 reason = admit(admitting, seed)
+                summary.seconds["admit"] += time.monotonic() - clock
                 if reason is not None:
                     summary.seeds_skipped.append((seed.name, reason))
                     print(f"[{index}/{len(seeds)}] {seed.name}: skipped, {reason}", file=log, flush=True)
@@ -293,8 +297,10 @@ def _grow_seed(seed: SeedQuery, session: ReadOnlySession, pool: VerifierPool, ma
     statement = guard(seed.sql)
     catalog = catalog_of(session.connection, statement.tables)
     rng = random.Random(f"{config.random_seed}:{structure.normalized(statement.text)}")
+    clock = time.monotonic()
     root, stats = grow(statement.text, catalog, PoolEvaluator(pool, statement.text, config.timeout_ms), rng,
                        config.search)
+    summary.seconds["search"] += time.monotonic() - clock
     summary.variants += stats.variants
     candidates = _distinct(slow_nodes(root, config.min_slowdown, timed_out=True), written)
     summary.candidates += len(candidates)
@@ -307,7 +313,9 @@ def _grow_seed(seed: SeedQuery, session: ReadOnlySession, pool: VerifierPool, ma
         else:
             survivors.append(node)
     check = pair_config(config.timeout_ms)
+    clock = time.monotonic()
     outcomes = pool.verify_many([Job(node.sql, statement.text, config=check) for node in survivors])
+    summary.seconds["re-verify"] += time.monotonic() - clock
     split = split_of(seed, config.validation_share)
     for node, outcome in zip(survivors, outcomes, strict=True):
         if outcome.status != OutcomeStatus.FASTER or outcome.speedup < config.min_slowdown:

@@ -18,13 +18,19 @@ from sqlglot import exp
 
 from model.corpus.slowdowns.correlate_grouped_aggregates import correlate_grouped_aggregates
 from model.corpus.slowdowns.exists_to_count import exists_to_count
+from model.corpus.slowdowns.exists_to_distinct_join import exists_to_distinct_join
+from model.corpus.slowdowns.group_by_to_window import group_by_to_window
 from model.corpus.slowdowns.in_to_count import in_to_count
 from model.corpus.slowdowns.inline_ctes import inline_ctes
 from model.corpus.slowdowns.join_to_exists import join_to_exists
 from model.corpus.slowdowns.join_to_scalar_subquery import join_to_scalar_subquery
 from model.corpus.slowdowns.joins_to_commas import joins_to_commas
+from model.corpus.slowdowns.lateral_probe_to_exists import lateral_probe_to_exists
 from model.corpus.slowdowns.materialize_ctes import materialize_ctes
 from model.corpus.slowdowns.not_exists_to_not_in import not_exists_to_not_in
+from model.corpus.slowdowns.pull_predicates_out_of_ctes import pull_predicates_out_of_ctes
+from model.corpus.slowdowns.split_merged_aggregates import split_merged_aggregates
+from model.corpus.slowdowns.union_all_to_or import union_all_to_or
 from model.corpus.slowdowns.wrap_filtered_columns import wrap_filtered_columns
 from sidecar.catalog import Catalog
 
@@ -35,9 +41,15 @@ SLOWDOWNS: tuple[Slowdown, ...] = (
     in_to_count,
     not_exists_to_not_in,
     join_to_exists,
+    exists_to_distinct_join,
     join_to_scalar_subquery,
     correlate_grouped_aggregates,
+    group_by_to_window,
+    lateral_probe_to_exists,
+    union_all_to_or,
+    split_merged_aggregates,
     inline_ctes,
+    pull_predicates_out_of_ctes,
     materialize_ctes,
     wrap_filtered_columns,
     joins_to_commas,
