@@ -11,13 +11,16 @@ import pytest
 import sqlglot
 from rulecases import RuleCase, parse_fixture
 
-from model.corpus.slowdowns import SLOWDOWNS, Slowdown
+from model.corpus.slowdowns import BY_NAME, INVERSE_OF, SLOWDOWNS, Slowdown
 from sidecar.catalog import Catalog, load_catalog
+from sidecar.rules import RULES
 from sidecar.verify import OutcomeStatus, ReadOnlySession, Verifier, VerifierConfig
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "slowdowns"
 CASES = [case for path in sorted(FIXTURES.glob("*.sql")) for case in parse_fixture(path)]
 FIRING = [case for case in CASES if case.expected_sql is not None]
+RULE_CASES = [case for path in sorted((FIXTURES.parent / "rules").glob("*.sql")) for case in parse_fixture(path)
+              if case.expected_sql is not None]
 
 
 def _slowdown(name: str) -> Slowdown:
@@ -42,6 +45,22 @@ def test_every_slowdown_has_fixtures_that_fire_and_one_that_must_not() -> None:
         cases = [case for case in CASES if case.rule == slowdown.__name__]
         assert sum(case.expected_sql is not None for case in cases) >= 2, slowdown.__name__
         assert sum(case.expected_sql is None for case in cases) >= 1, slowdown.__name__
+
+
+def test_the_registry_inverts_every_rule_and_leaves_headroom() -> None:
+    assert len(SLOWDOWNS) >= 15
+    assert set(INVERSE_OF) == {rule.__name__ for rule in RULES}
+    assert set(INVERSE_OF.values()) <= set(BY_NAME)
+    assert len(set(BY_NAME) - set(INVERSE_OF.values())) >= 5
+
+
+@pytest.mark.parametrize("rule", sorted(INVERSE_OF))
+def test_each_inverse_fires_on_its_rules_rewrites(rule: str, demo_catalog: Catalog) -> None:
+    """Applied to what the rule wrote for its own fixtures, the inverse fires on at least one."""
+    written = [case.expected_sql for case in RULE_CASES if case.rule == rule and case.expected_sql]
+    inverse = BY_NAME[INVERSE_OF[rule]]
+    fired = [sql for sql in written if inverse(sqlglot.parse_one(sql, read="postgres"), demo_catalog) is not None]
+    assert fired, f"{inverse.__name__} fires on none of the {len(written)} rewrites of {rule}"
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: f"{case.rule}: {case.title}")

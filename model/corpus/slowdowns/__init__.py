@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from sqlglot import exp
 
+from model.corpus.slowdowns.aggregate_after_join import aggregate_after_join
 from model.corpus.slowdowns.correlate_grouped_aggregates import correlate_grouped_aggregates
 from model.corpus.slowdowns.exists_to_count import exists_to_count
 from model.corpus.slowdowns.exists_to_distinct_join import exists_to_distinct_join
@@ -44,6 +45,7 @@ SLOWDOWNS: tuple[Slowdown, ...] = (
     exists_to_distinct_join,
     join_to_scalar_subquery,
     correlate_grouped_aggregates,
+    aggregate_after_join,
     group_by_to_window,
     lateral_probe_to_exists,
     union_all_to_or,
@@ -57,4 +59,21 @@ SLOWDOWNS: tuple[Slowdown, ...] = (
 
 BY_NAME: dict[str, Slowdown] = {slowdown.__name__: slowdown for slowdown in SLOWDOWNS}
 
-__all__ = ["BY_NAME", "SLOWDOWNS", "Slowdown"]
+INVERSE_OF: dict[str, str] = {
+    "sargable_predicates": "wrap_filtered_columns",
+    "decorrelate_scalar_aggregates": "correlate_grouped_aggregates",
+    "distinct_join_to_exists": "exists_to_distinct_join",
+    "exists_to_lateral_probe": "lateral_probe_to_exists",
+    "not_in_to_not_exists": "not_exists_to_not_in",
+    "window_to_group_by": "group_by_to_window",
+    "extract_common_subexpressions": "inline_ctes",
+    "push_predicates_into_ctes": "pull_predicates_out_of_ctes",
+    "merge_scalar_aggregates": "split_merged_aggregates",
+    "preaggregate_before_join": "aggregate_after_join",
+    "or_to_union_all": "union_all_to_or",
+    "explicit_join_order": "joins_to_commas",
+}
+"""Rules-backend rule → the transformation that makes what it undoes (so a model trained on the
+corpus learns at least what the rules do). The others are the model's headroom: no rule undoes them."""
+
+__all__ = ["BY_NAME", "INVERSE_OF", "SLOWDOWNS", "Slowdown"]
