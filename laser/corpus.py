@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
+from typing import Any
 
 from laser import demo
 from laser.localdb import LocalCluster, bring_up
@@ -12,17 +14,25 @@ from model.corpus import stats
 from model.corpus.build import CorpusConfig, CorpusError, build, load_seed_queries
 from model.corpus.mcts import RewardConfig
 from model.corpus.search import SearchConfig
+from model.corpus.seeds import SeedShape
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dsn", help="the database to build on (default: the local cluster's demo database)")
     parser.add_argument("--out", type=Path, required=True, help="the corpus, JSONL (one pair a line)")
-    parser.add_argument("--seed-queries", type=Path, required=True,
-                        help="seeds: a directory of .sql files or a JSON list of queries")
-    parser.add_argument("--seeds", type=int, help="use at most this many seeds (in file order)")
+    parser.add_argument("--seed-queries", type=Path,
+                        help="seeds: a directory of .sql files or a JSON list of queries (default: generate "
+                             "them from the schema)")
+    parser.add_argument("--seeds", type=int, help="use at most this many seeds (in file order), or generate "
+                                                  "this many (default 20)")
+    parser.add_argument("--min-joins", type=int, default=2, help="generated seeds: joins at least (default 2)")
+    parser.add_argument("--min-predicates", type=int, default=3, help="generated seeds: predicates at least")
+    parser.add_argument("--min-subqueries", type=int, default=1, help="generated seeds: subqueries at least")
     parser.add_argument("--time-budget-s", type=float, help="start no new seed after this many seconds")
     parser.add_argument("--workers", type=int, default=2, help="verifier worker processes (default 2)")
     parser.add_argument("--timeout-ms", type=int, default=10_000, help="Tmax, the cap on every execution")
+    parser.add_argument("--cap-factor", type=float, default=20.0,
+                        help="cut each seed's variants at this multiple of the seed's time (default 20)")
     parser.add_argument("--iterations", type=int, default=8, help="MCTS rounds per seed (default 8)")
     parser.add_argument("--width", type=int, default=3, help="children per expansion (default 3)")
     parser.add_argument("--max-depth", type=int, default=4, help="transformations along a path at most")
@@ -30,16 +40,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-slowdown", type=float, default=2.0, help="keep pairs at least this much slower")
     parser.add_argument("--random-seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run into the same --out")
+    parser.add_argument("--plot", type=Path, help="also write the slowdown and transformation distributions as a PNG")
 
 
 def main(args: argparse.Namespace) -> int:
     try:
-        seeds = load_seed_queries(args.seed_queries)
+        seeds = load_seed_queries(args.seed_queries) if args.seed_queries is not None else []
         if args.seeds is not None:
             seeds = seeds[: args.seeds]
+        generated = 0 if args.seed_queries is not None else (args.seeds or 20)
+        shape = SeedShape(min_joins=args.min_joins, min_predicates=args.min_predicates,
+                          min_subqueries=args.min_subqueries)
         config = CorpusConfig(
-            timeout_ms=args.timeout_ms, min_slowdown=args.min_slowdown, workers=args.workers,
-            random_seed=args.random_seed, time_budget_s=args.time_budget_s,
+            timeout_ms=args.timeout_ms, cap_factor=args.cap_factor, min_slowdown=args.min_slowdown,
+            workers=args.workers, random_seed=args.random_seed, time_budget_s=args.time_budget_s,
             search=SearchConfig(iterations=args.iterations, width=args.width, max_depth=args.max_depth,
                                 rewards=RewardConfig(exploration=args.exploration)))
     except (CorpusError, ValueError) as exc:
@@ -52,7 +66,7 @@ def main(args: argparse.Namespace) -> int:
         demo.ensure_demo_database(cluster)
         dsn = cluster.dsn(demo.DEMO_DB, demo.DEMO_ROLE)
     try:
-        summary = build(dsn, seeds, args.out, config, resume=args.resume)
+        summary = build(dsn, seeds, args.out, config, resume=args.resume, generate_seeds=generated, shape=shape)
     except CorpusError as exc:
         print(f"laser corpus: {exc}", file=sys.stderr)
         return 2
@@ -61,13 +75,53 @@ def main(args: argparse.Namespace) -> int:
     print(f"{summary.seeds_done} seed(s) grown, {len(summary.seeds_skipped)} skipped, {summary.variants} variants "
           f"executed, {summary.candidates} candidates, {summary.pairs} new pairs ({len(rows)} in {args.out}) "
           f"in {summary.elapsed_s:.0f} s")
+    print("  time: " + ", ".join(f"{part} {seconds:.0f} s" for part, seconds in summary.seconds.items()))
     for name, reason in summary.seeds_skipped:
         print(f"  skipped {name}: {reason}")
     for reason, count in sorted(summary.dropped.items()):
         print(f"  dropped {count}: {reason}")
+    if args.plot is not None and rows:
+        plot(rows, args.plot)
+        print(f"plot: {args.plot}")
+    seed_sql = [s.sql for s in seeds] or [json.loads(line)["seed_sql"] for line in pairs]
     print(stats.render({
-        "seeds": stats.table1([s.sql for s in seeds], templates=len(seeds)),
+        "seeds": stats.table1(seed_sql, templates=len(set(seed_sql))),
         "corpus (slow queries)": stats.table1([r["slow_sql"] for r in rows],
                                               templates=len({r["seed_name"] for r in rows})),
     }))
     return 0
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """Two panels: the distribution of verified slowdowns (log scale; lower bounds marked) and how
+    often each transformation appears on the paths of the kept pairs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    exact = [r["slowdown"] for r in rows if not r["slowdown_is_lower_bound"]]
+    bounds = [r["slowdown"] for r in rows if r["slowdown_is_lower_bound"]]
+    uses: dict[str, int] = {}
+    for row in rows:
+        for step in row["path"]:
+            uses[step] = uses.get(step, 0) + 1
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    top = max(exact + bounds)
+    bins = [2 ** (i / 2) for i in range(2, 2 + int(2 * math.log2(max(top, 2.0))) + 2)]
+    left.hist([exact, bounds], bins=bins, stacked=True, label=["measured", "lower bound (slow query hit the cap)"])
+    left.set_xscale("log")
+    left.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}x"))
+    left.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    left.set_xlabel("slowdown of the slow query vs its seed (x)")
+    left.set_ylabel("pairs")
+    left.legend()
+    names = sorted(uses, key=lambda name: uses[name])
+    right.barh(names, [uses[name] for name in names])
+    right.set_xlabel("uses on the paths of kept pairs")
+    figure.suptitle(f"SQL-MCTS corpus: {len(rows)} pairs from {len({r['seed_name'] for r in rows})} seeds")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

@@ -10,9 +10,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from model.corpus import stats
 from model.corpus.build import CorpusConfig, CorpusError, SeedQuery, build, load_seed_queries
 from model.corpus.evaluate import PoolEvaluator
 from model.corpus.search import SearchConfig, grow, slow_nodes
+from model.corpus.seeds import SeedShape, generate, read_schema
 from model.pool import VerifierPool
 from sidecar.catalog import load_catalog
 from sidecar.verify import OutcomeStatus, ReadOnlySession, Verifier, VerifierConfig
@@ -111,3 +113,22 @@ def test_seed_files(tmp_path: Path) -> None:
         load_seed_queries(listed)
     with pytest.raises(CorpusError, match="no such file"):
         load_seed_queries(tmp_path / "missing.json")
+
+
+def test_seeds_generated_from_the_schema_have_the_asked_shape_and_grow(demo_dsn: str, tmp_path: Path) -> None:
+    with psycopg.connect(demo_dsn, autocommit=True) as conn:
+        catalog = load_catalog(conn, ["users", "products", "orders", "events"])
+        schema = read_schema(conn, catalog)
+    inferred = {(e.child, e.column, e.parent) for e in schema.edges}
+    assert ("public.orders", "user_id", "public.users") in inferred  # declared in the demo schema
+    assert ("public.orders", "product_id", "public.products") in inferred
+    shape = SeedShape(min_joins=2, min_predicates=3, min_subqueries=1)
+    statements = generate(schema, 12, random.Random(7), shape)
+    assert statements == generate(schema, 12, random.Random(7), shape)  # reproducible
+    for sql in statements:
+        counted = stats.shape(sql)
+        assert counted.predicates >= 3 + 2 and counted.subqueries >= 1, sql  # + the join conditions
+    summary = build(demo_dsn, [], tmp_path / "g.jsonl", SMALL, log=io.StringIO(), generate_seeds=2, shape=shape)
+    assert summary.seeds_done == 2
+    done = [json.loads(line) for line in (tmp_path / "g.jsonl.seeds.jsonl").read_text().splitlines()]
+    assert all(entry["name"].startswith("gen") for entry in done)

@@ -27,6 +27,7 @@ from model.corpus import structure
 from model.corpus.evaluate import PoolEvaluator, pair_config, simulation_config
 from model.corpus.mcts import Node
 from model.corpus.search import SearchConfig, grow, slow_nodes
+from model.corpus.seeds import SeedShape, generate, read_schema
 from model.pool import Job, VerifierPool
 from sidecar.catalog import Catalog, load_catalog
 from sidecar.rules._scope import conjuncts
@@ -50,6 +51,10 @@ class CorpusConfig:
     """Tmax: the cap on every execution. A variant reaching it gets reward γ in the search; it is kept
     only when the verifier's beyond-the-cap check (sampled and perturbed instances) calls it
     equivalent, and its slowdown is then a lower bound (``slowdown_is_lower_bound``)."""
+    cap_factor: float = 20.0
+    """Each seed's variants are cut at ``cap_factor`` times the seed's own time (at least 1 s, at
+    most ``timeout_ms``): a variant that much slower counts as timed out (reward γ) and, if kept, its
+    slowdown is a lower bound. Keeps a tree of a 50 ms seed from spending ``timeout_ms`` per variant."""
     min_slowdown: float = 2.0
     """Keep pairs whose slow query is at least this many times slower than its seed (§4.3)."""
     workers: int = 2
@@ -60,7 +65,17 @@ class CorpusConfig:
     """Start no new seed after this many seconds."""
     search: SearchConfig = field(default_factory=SearchConfig)
 
+    def cap_ms(self, seed_ms: float) -> int:
+        """The per-seed cap on every execution of its variants.
+
+        >>> CorpusConfig(timeout_ms=10_000).cap_ms(120.0), CorpusConfig(timeout_ms=10_000).cap_ms(3_000.0)
+        (2400, 10000)
+        """
+        return int(min(self.timeout_ms, max(1_000.0, self.cap_factor * seed_ms)))
+
     def __post_init__(self) -> None:
+        if self.cap_factor <= self.min_slowdown:
+            raise ValueError("cap_factor must be above min_slowdown")
         if self.timeout_ms < 100 or self.min_slowdown <= 1.0 or not 0.0 <= self.validation_share < 1.0:
             raise ValueError("timeout_ms must be at least 100, min_slowdown above 1, validation_share in [0, 1)")
 
@@ -130,25 +145,25 @@ def load_seed_queries(path: Path) -> list[SeedQuery]:
     return seeds
 
 
-def admit(verifier: Verifier, seed: SeedQuery) -> str | None:
-    """None when the seed can grow a tree: one read-only statement that runs within the cap,
-    returns rows, and gives the same result when run again (no ties cut by ORDER BY … LIMIT);
-    else the reason it is skipped."""
+def admit(verifier: Verifier, seed: SeedQuery) -> tuple[str | None, float]:
+    """(None, its time in ms) when the seed can grow a tree: one read-only statement that runs
+    within the cap, returns rows, and gives the same result when run again (no ties cut by ORDER
+    BY … LIMIT); else (the reason it is skipped, 0)."""
     try:
         statement = guard(seed.sql)
         profile = verifier.prepare(statement)
     except GuardError as exc:
-        return f"refused: {exc}"
+        return f"refused: {exc}", 0.0
     except OriginalError as exc:
-        return f"does not run: {exc}"
+        return f"does not run: {exc}", 0.0
     if profile.timed_out:
-        return f"does not finish within {verifier.config.statement_timeout_ms} ms"
+        return f"does not finish within {verifier.config.statement_timeout_ms} ms", 0.0
     if not profile.warmup.rows:
-        return "returns no rows"
+        return "returns no rows", 0.0
     again = verifier.check_equivalence(profile, statement)
     if again.status != OutcomeStatus.EQUIVALENT:
-        return f"its result is not deterministic: {again.detail}"
-    return None
+        return f"its result is not deterministic: {again.detail}", 0.0
+    return None, profile.warmup.elapsed_ms
 
 
 # -- the schema ---------------------------------------------------------------------------------
@@ -240,8 +255,14 @@ def split_of(seed: SeedQuery, share: float) -> str:
 # -- the run ------------------------------------------------------------------------------------
 
 def build(dsn: str, seeds: Sequence[SeedQuery], out: Path, config: CorpusConfig = CorpusConfig(),
-          resume: bool = False, log: IO[str] = sys.stderr) -> Summary:
-    """Grow a tree from every admitted seed and append the kept pairs to ``out``."""
+          resume: bool = False, log: IO[str] = sys.stderr, generate_seeds: int = 0,
+          shape: SeedShape = SeedShape()) -> Summary:
+    """Grow a tree from every admitted seed and append the kept pairs to ``out``.
+
+    ``generate_seeds``: with no ``seeds``, generate candidates from the schema (``seeds.generate``,
+    reproducible from ``config.random_seed``) until this many are admitted and grown."""
+    if not seeds and generate_seeds <= 0:
+        raise CorpusError("no seeds: give seed queries, or a number of seeds to generate from the schema")
     started = time.monotonic()
     summary = Summary()
     done_path = out.with_name(out.name + ".seeds.jsonl")
@@ -255,6 +276,9 @@ def build(dsn: str, seeds: Sequence[SeedQuery], out: Path, config: CorpusConfig 
         raise CorpusError(str(exc)) from None
     with session:
         manifest = schema_manifest(session.connection)
+        if not seeds:
+            seeds = _generated(session.connection, generate_seeds, config.random_seed, shape)
+            print(f"generated {len(seeds)} candidate seeds from the schema", file=log, flush=True)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.with_name(out.name + ".schema.json").write_text(json.dumps(manifest, indent=1) + "\n")
         admitting = Verifier(session, simulation_config(config.timeout_ms))
@@ -264,19 +288,21 @@ def build(dsn: str, seeds: Sequence[SeedQuery], out: Path, config: CorpusConfig 
                 key = structure.normalized(seed.sql) if _parses(seed.sql) else seed.sql
                 if key in done:
                     continue
+                if generate_seeds and summary.seeds_done >= generate_seeds:
+                    break
                 if config.time_budget_s is not None and time.monotonic() - started > config.time_budget_s:
                     print(f"time budget of {config.time_budget_s:.0f} s spent: stopping before seed {seed.name}",
                           file=log, flush=True)
                     break
                 clock = time.monotonic()
-                reason = admit(admitting, seed)
+                reason, seed_ms = admit(admitting, seed)
                 summary.seconds["admit"] += time.monotonic() - clock
                 if reason is not None:
                     summary.seeds_skipped.append((seed.name, reason))
                     print(f"[{index}/{len(seeds)}] {seed.name}: skipped, {reason}", file=log, flush=True)
                     _mark_done(done_file, key, seed, reason)
                     continue
-                kept = _grow_seed(seed, session, pool, manifest, config, summary, written)
+                kept = _grow_seed(seed, config.cap_ms(seed_ms), session, pool, manifest, config, summary, written)
                 for pair in kept:
                     pairs_file.write(json.dumps(asdict(pair)) + "\n")
                 pairs_file.flush()
@@ -292,13 +318,23 @@ def build(dsn: str, seeds: Sequence[SeedQuery], out: Path, config: CorpusConfig 
     return summary
 
 
-def _grow_seed(seed: SeedQuery, session: ReadOnlySession, pool: VerifierPool, manifest: dict[str, Any],
+def _generated(conn: psycopg.Connection[Any], wanted: int, random_seed: int, shape: SeedShape) -> list[SeedQuery]:
+    """Candidates for ``wanted`` seeds (four times as many: some return no rows)."""
+    names = [(schema, name) for schema, name in conn.execute(_USER_TABLES).fetchall()]
+    schema = read_schema(conn, load_catalog(conn, names))
+    statements = generate(schema, wanted * 4, random.Random(f"seeds:{random_seed}"), shape)
+    if not statements:
+        raise CorpusError("no table has a foreign key, declared or inferred: cannot generate joined seeds")
+    return [SeedQuery(f"gen{index:04d}", sql) for index, sql in enumerate(statements, 1)]
+
+
+def _grow_seed(seed: SeedQuery, cap_ms: int, session: ReadOnlySession, pool: VerifierPool, manifest: dict[str, Any],
                config: CorpusConfig, summary: Summary, written: set[str]) -> list[Pair]:
     statement = guard(seed.sql)
     catalog = catalog_of(session.connection, statement.tables)
     rng = random.Random(f"{config.random_seed}:{structure.normalized(statement.text)}")
     clock = time.monotonic()
-    root, stats = grow(statement.text, catalog, PoolEvaluator(pool, statement.text, config.timeout_ms), rng,
+    root, stats = grow(statement.text, catalog, PoolEvaluator(pool, statement.text, cap_ms), rng,
                        config.search)
     summary.seconds["search"] += time.monotonic() - clock
     summary.variants += stats.variants
@@ -312,7 +348,7 @@ def _grow_seed(seed: SeedQuery, session: ReadOnlySession, pool: VerifierPool, ma
             summary.dropped[reason] = summary.dropped.get(reason, 0) + 1
         else:
             survivors.append(node)
-    check = pair_config(config.timeout_ms)
+    check = pair_config(cap_ms)
     clock = time.monotonic()
     outcomes = pool.verify_many([Job(node.sql, statement.text, config=check) for node in survivors])
     summary.seconds["re-verify"] += time.monotonic() - clock
