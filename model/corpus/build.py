@@ -65,6 +65,16 @@ class CorpusConfig:
     """Start no new seed after this many seconds."""
     search: SearchConfig = field(default_factory=SearchConfig)
 
+    @property
+    def seed_timeout_ms(self) -> int:
+        """A seed must finish within a quarter of Tmax, so that a 4x slower variant is still
+        measured rather than cut (and admitting a hopeless seed costs little).
+
+        >>> CorpusConfig(timeout_ms=10_000).seed_timeout_ms
+        2500
+        """
+        return max(100, self.timeout_ms // 4)
+
     def cap_ms(self, seed_ms: float) -> int:
         """The per-seed cap on every execution of its variants.
 
@@ -281,7 +291,7 @@ def build(dsn: str, seeds: Sequence[SeedQuery], out: Path, config: CorpusConfig 
             print(f"generated {len(seeds)} candidate seeds from the schema", file=log, flush=True)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.with_name(out.name + ".schema.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        admitting = Verifier(session, simulation_config(config.timeout_ms))
+        admitting = Verifier(session, simulation_config(config.seed_timeout_ms))
         with VerifierPool(dsn, workers=config.workers, config=simulation_config(config.timeout_ms)) as pool, \
                 out.open("a") as pairs_file, done_path.open("a") as done_file:
             for index, seed in enumerate(seeds, 1):

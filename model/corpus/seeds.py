@@ -203,7 +203,7 @@ def _one(schema: Schema, fact: str, rng: random.Random, shape: SeedShape) -> str
     rng.shuffle(candidates)
     # Attributes before keys: a filter on a surrogate key rarely means anything (and often empties the join).
     candidates.sort(key=lambda c: (c[1], c[2].name) in keys or c[2].name in schema.catalog.tables[c[1]].primary_key)
-    target = shape.min_predicates + rng.randint(0, 3)
+    target = shape.min_predicates + rng.randint(0, 1)  # more conjuncts over several joins mostly select nothing
     for alias, table, column in candidates:
         if len(query.predicates) >= target:
             break
