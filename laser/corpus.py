@@ -83,7 +83,8 @@ def main(args: argparse.Namespace) -> int:
     if args.plot is not None and rows:
         plot(rows, args.plot)
         print(f"plot: {args.plot}")
-    seed_sql = [s.sql for s in seeds] or [json.loads(line)["seed_sql"] for line in pairs]
+    # Generated seeds are not known here: the distinct seeds of the pairs stand for them.
+    seed_sql = [s.sql for s in seeds] or list(dict.fromkeys(json.loads(line)["seed_sql"] for line in pairs))
     print(stats.render({
         "seeds": stats.table1(seed_sql, templates=len(set(seed_sql))),
         "corpus (slow queries)": stats.table1([r["slow_sql"] for r in rows],
