@@ -10,11 +10,13 @@ from typing import Any
 
 from laser import demo
 from laser.localdb import LocalCluster, bring_up
-from model.corpus import stats
-from model.corpus.build import CorpusConfig, CorpusError, build, load_seed_queries
+from model.corpus import stats, workload
+from model.corpus.build import CorpusConfig, CorpusError, SeedQuery, build, load_seed_queries
 from model.corpus.mcts import RewardConfig
 from model.corpus.search import SearchConfig
 from model.corpus.seeds import SeedShape
+from model.corpus.workload import WorkloadError
+from sidecar.verify import ReadOnlySession, SessionError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed-queries", type=Path,
                         help="seeds: a directory of .sql files or a JSON list of queries (default: generate "
                              "them from the schema)")
+    parser.add_argument("--from-pg-stat-statements", action="store_true",
+                        help="seeds (also) from the statements pg_stat_statements has seen in this database, "
+                             "slowest in total first, their $n bound to typical values from the statistics")
+    parser.add_argument("--min-mean-ms", type=float, default=0.0,
+                        help="with --from-pg-stat-statements: only statements at least this slow on average")
     parser.add_argument("--seeds", type=int, help="use at most this many seeds (in file order), or generate "
                                                   "this many (default 20)")
     parser.add_argument("--min-joins", type=int, default=2, help="generated seeds: joins at least (default 2)")
@@ -46,9 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     try:
         seeds = load_seed_queries(args.seed_queries) if args.seed_queries is not None else []
-        if args.seeds is not None:
-            seeds = seeds[: args.seeds]
-        generated = 0 if args.seed_queries is not None else (args.seeds or 20)
+        given = args.seed_queries is not None or args.from_pg_stat_statements
+        generated = 0 if given else (args.seeds or 20)
         shape = SeedShape(min_joins=args.min_joins, min_predicates=args.min_predicates,
                           min_subqueries=args.min_subqueries)
         config = CorpusConfig(
@@ -65,6 +71,18 @@ def main(args: argparse.Namespace) -> int:
         bring_up(cluster)
         demo.ensure_demo_database(cluster)
         dsn = cluster.dsn(demo.DEMO_DB, demo.DEMO_ROLE)
+    workload_skipped: list[tuple[str, str]] = []
+    if args.from_pg_stat_statements:
+        try:
+            found, workload_skipped = _workload_seeds(dsn, args.seeds or 20, args.min_mean_ms)
+        except (WorkloadError, SessionError) as exc:
+            print(f"laser corpus: {exc}", file=sys.stderr)
+            return 2
+        print(f"pg_stat_statements: {len(found)} statement(s) as seeds, {len(workload_skipped)} left out",
+              file=sys.stderr)
+        seeds = seeds + found
+    if args.seeds is not None:
+        seeds = seeds[: args.seeds]
     try:
         summary = build(dsn, seeds, args.out, config, resume=args.resume, generate_seeds=generated, shape=shape)
     except CorpusError as exc:
@@ -76,7 +94,7 @@ def main(args: argparse.Namespace) -> int:
           f"executed, {summary.candidates} candidates, {summary.pairs} new pairs ({len(rows)} in {args.out}) "
           f"in {summary.elapsed_s:.0f} s")
     print("  time: " + ", ".join(f"{part} {seconds:.0f} s" for part, seconds in summary.seconds.items()))
-    for name, reason in summary.seeds_skipped:
+    for name, reason in [*workload_skipped, *summary.seeds_skipped]:
         print(f"  skipped {name}: {reason}")
     for reason, count in sorted(summary.dropped.items()):
         print(f"  dropped {count}: {reason}")
@@ -91,6 +109,12 @@ def main(args: argparse.Namespace) -> int:
                                               templates=len({r["seed_name"] for r in rows})),
     }))
     return 0
+
+
+def _workload_seeds(dsn: str, limit: int, min_mean_ms: float) -> tuple[list[SeedQuery], list[tuple[str, str]]]:
+    with ReadOnlySession.connect(dsn, None) as session:
+        found, skipped = workload.statements(session, limit, min_mean_ms)
+    return [SeedQuery(s.name, s.sql) for s in found], skipped
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:

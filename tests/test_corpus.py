@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from model.corpus import stats
+from model.corpus import stats, workload
 from model.corpus.build import CorpusConfig, CorpusError, SeedQuery, build, load_seed_queries
 from model.corpus.evaluate import PoolEvaluator
 from model.corpus.search import SearchConfig, grow, slow_nodes
@@ -132,3 +132,27 @@ def test_seeds_generated_from_the_schema_have_the_asked_shape_and_grow(demo_dsn:
     assert summary.seeds_done == 2
     done = [json.loads(line) for line in (tmp_path / "g.jsonl.seeds.jsonl").read_text().splitlines()]
     assert all(entry["name"].startswith("gen") for entry in done)
+
+
+def test_seeds_from_pg_stat_statements_get_constants_and_leave_out_the_verifiers_own(
+        cluster, demo_dsn: str) -> None:
+    probe = ("SELECT p.category AS pgss_seed_probe, count(*) FROM products AS p JOIN orders AS o "
+             "ON o.product_id = p.id WHERE o.status = 'refunded' AND o.quantity > 2 GROUP BY p.category")
+    with psycopg.connect(demo_dsn, autocommit=True) as conn:
+        conn.execute(probe).fetchall()
+    with ReadOnlySession.connect(demo_dsn, None, statement_timeout_ms=30_000) as session:
+        Verifier(session).prepare(probe.replace("pgss_seed_probe", "pgss_verifier_probe"))
+        found, skipped = workload.statements(session, limit=1_000)
+    texts = [s.sql for s in found]
+    assert not any("pgss_verifier_probe" in t for t in texts), "the verifier's own statements are left out"
+    mine = [s for s in found if "pgss_seed_probe" in s.sql]
+    assert len(mine) == 1 and mine[0].calls >= 1 and mine[0].name.startswith("pgss"), (texts, skipped)
+    assert "$" not in mine[0].sql and "'" in mine[0].sql  # each $n bound to a literal from the statistics
+    with psycopg.connect(demo_dsn, autocommit=True) as conn:
+        conn.execute(mine[0].sql).fetchall()  # the bound statement runs (it may return no rows: admit() decides)
+        common = conn.execute("SELECT most_common_vals::text::text[] FROM pg_stats WHERE tablename = 'orders' "
+                              "AND attname = 'status'").fetchone()
+    assert any(f"o.status = '{value}'" in mine[0].sql for value in common[0]), mine[0].sql
+    with ReadOnlySession.connect(cluster.dsn("postgres"), None) as session, \
+            pytest.raises(workload.WorkloadError, match="CREATE EXTENSION pg_stat_statements"):
+        workload.statements(session, limit=10)
