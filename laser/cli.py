@@ -193,6 +193,12 @@ def cmd_bench_generation(args: argparse.Namespace) -> int:
     return generation.main(args)
 
 
+def cmd_bench_ted(args: argparse.Namespace) -> int:
+    from laser.bench import ted
+
+    return ted.main(args)
+
+
 def cmd_corpus(args: argparse.Namespace) -> int:
     from laser import corpus
 
@@ -260,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     adv.add_argument("--databases", help="only statements of these databases (comma-separated; default: all)")
     adv.set_defaults(func=cmd_advise)
 
-    from laser.bench import generation, harness, verifier
+    from laser.bench import generation, harness, ted, verifier
 
     bv = sub.add_parser("bench-verifier", help="measure verifier overhead and parallel-pool throughput "
                                                "on the SQL-pair fixtures (local cluster)")
@@ -271,6 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "tokens per second (local cluster, demo database)")
     generation.add_arguments(bg)
     bg.set_defaults(func=cmd_bench_generation)
+
+    bt = sub.add_parser("bench-ted", help="LASER Eq. 3's structural distance: ours against zss and apted on a "
+                                          "corpus's real ASTs (time and agreement)")
+    ted.add_arguments(bt)
+    bt.set_defaults(func=cmd_bench_ted)
 
     corpus_parser = sub.add_parser("corpus", help="build a SQL-MCTS training corpus of verified (slow, fast) "
                                                   "query pairs on a database (LASER section 4)")

@@ -36,7 +36,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-predicates", type=int, default=3, help="generated seeds: predicates at least")
     parser.add_argument("--min-subqueries", type=int, default=1, help="generated seeds: subqueries at least")
     parser.add_argument("--time-budget-s", type=float, help="start no new seed after this many seconds")
-    parser.add_argument("--workers", type=int, default=2, help="verifier worker processes (default 2)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="local engine: verifier processes; ray: actors per database (default 2)")
+    parser.add_argument("--engine", choices=["local", "ray"], default="local",
+                        help="local: one seed at a time, its variants verified in parallel (default); ray: seeds "
+                             "in parallel on Ray actors, each verifying against the primary or a replica")
+    parser.add_argument("--ray-address", help="a running Ray cluster (\"auto\" or host:port); default: start a "
+                                              "local Ray instance for the run")
+    parser.add_argument("--dsn-replica", action="append", default=[], metavar="DSN",
+                        help="with --engine ray: a replica of the database (same schema and data), repeatable")
     parser.add_argument("--timeout-ms", type=int, default=10_000, help="Tmax, the cap on every execution")
     parser.add_argument("--cap-factor", type=float, default=20.0,
                         help="cut each seed's variants at this multiple of the seed's time (default 20)")
@@ -45,6 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-depth", type=int, default=4, help="transformations along a path at most")
     parser.add_argument("--exploration", type=float, default=1.0, help="c in UCT (Eq. 1)")
     parser.add_argument("--min-slowdown", type=float, default=2.0, help="keep pairs at least this much slower")
+    parser.add_argument("--backend", choices=["rules", "transformers", "vllm"], default="rules",
+                        help="rules: the reverse optimizer's transformations only (default); transformers or "
+                             "vllm: also free-form expansion by the model in --model-dir")
+    parser.add_argument("--model-dir", default="", help="a local Hugging Face model directory (model backends)")
+    parser.add_argument("--device", default="auto", help="transformers backend: cpu, cuda or auto")
+    parser.add_argument("--model-temperature", type=float, default=0.8, help="sampling temperature of mutations")
     parser.add_argument("--random-seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run into the same --out")
     parser.add_argument("--plot", type=Path, help="also write the slowdown and transformation distributions as a PNG")
@@ -60,6 +74,8 @@ def main(args: argparse.Namespace) -> int:
         config = CorpusConfig(
             timeout_ms=args.timeout_ms, cap_factor=args.cap_factor, min_slowdown=args.min_slowdown,
             workers=args.workers, random_seed=args.random_seed, time_budget_s=args.time_budget_s,
+            backend=args.backend, model_dir=args.model_dir, device=args.device,
+            model_temperature=args.model_temperature,
             search=SearchConfig(iterations=args.iterations, width=args.width, max_depth=args.max_depth,
                                 rewards=RewardConfig(exploration=args.exploration)))
     except (CorpusError, ValueError) as exc:
@@ -84,7 +100,8 @@ def main(args: argparse.Namespace) -> int:
     if args.seeds is not None:
         seeds = seeds[: args.seeds]
     try:
-        summary = build(dsn, seeds, args.out, config, resume=args.resume, generate_seeds=generated, shape=shape)
+        summary = build(dsn, seeds, args.out, config, resume=args.resume, generate_seeds=generated, shape=shape,
+                        engine=args.engine, replicas=args.dsn_replica, ray_address=args.ray_address)
     except CorpusError as exc:
         print(f"laser corpus: {exc}", file=sys.stderr)
         return 2
@@ -93,7 +110,12 @@ def main(args: argparse.Namespace) -> int:
     print(f"{summary.seeds_done} seed(s) grown, {len(summary.seeds_skipped)} skipped, {summary.variants} variants "
           f"executed, {summary.candidates} candidates, {summary.pairs} new pairs ({len(rows)} in {args.out}) "
           f"in {summary.elapsed_s:.0f} s")
-    print("  time: " + ", ".join(f"{part} {seconds:.0f} s" for part, seconds in summary.seconds.items()))
+    print("  time: " + ", ".join(f"{part} {seconds:.0f} s" for part, seconds in summary.seconds.items())
+          + (" (summed over workers)" if args.engine == "ray" else ""))
+    if args.engine == "ray":
+        print("  seeds grown per database: " + ", ".join(f"{name} {n}" for name, n in summary.per_worker.items()))
+    if summary.model:
+        print("  model mutations: " + ", ".join(f"{key} {value}" for key, value in summary.model.items()))
     for name, reason in [*workload_skipped, *summary.seeds_skipped]:
         print(f"  skipped {name}: {reason}")
     for reason, count in sorted(summary.dropped.items()):

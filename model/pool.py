@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sidecar.verify.evidence import Evidence
 from sidecar.verify.guard import GuardError
@@ -36,6 +36,15 @@ class Job:
     values: tuple[tuple[int, str | None], ...] = ()
     config: VerifierConfig | None = None
     """How hard to look for this job; None: the pool's configuration."""
+
+
+class Verifies(Protocol):
+    """What the corpus and the trainer need of a pool: ``VerifierPool`` (worker processes) or
+    ``InlineVerifier`` (this process)."""
+
+    def verify_many(self, jobs: Iterable[Job]) -> list[Outcome]: ...
+
+    def close(self) -> None: ...
 
 
 class VerifierPool:
@@ -75,37 +84,69 @@ class VerifierPool:
         self.close()
 
 
+class InlineVerifier:
+    """The pool's interface verifying in this process, one job after another: for a process that
+    is itself one of many workers (a Ray actor of `laser corpus --engine ray`), where a pool of
+    its own would only add processes."""
+
+    def __init__(self, dsn: str, role: str | None = None, config: VerifierConfig = VerifierConfig()) -> None:
+        self._worker = _Worker(dsn, role, config)
+        self.workers = 1
+
+    def verify_many(self, jobs: Iterable[Job]) -> list[Outcome]:
+        return [self._worker.verify(job) for job in jobs]
+
+    def close(self) -> None:
+        self._worker.session.close()
+
+    def __enter__(self) -> InlineVerifier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Worker:
+    """One session and verifier, with the profiles of recently seen originals."""
+
+    def __init__(self, dsn: str, role: str | None, config: VerifierConfig) -> None:
+        self.session = ReadOnlySession.connect(dsn, role, statement_timeout_ms=config.statement_timeout_ms)
+        self.verifier = Verifier(self.session, config)
+        self.profiles: OrderedDict[tuple[str, tuple[tuple[int, str | None], ...], VerifierConfig | None],
+                                   OriginalProfile | Outcome] = OrderedDict()
+
+    def verify(self, job: Job) -> Outcome:
+        verifier = self.verifier if job.config is None else Verifier(self.session, job.config)
+        key = (job.original, job.values, job.config)
+        profile = self.profiles.get(key)
+        if profile is None:
+            profile = _prepare(verifier, job)
+            self.profiles[key] = profile
+            while len(self.profiles) > PROFILES_KEPT:
+                self.profiles.popitem(last=False)
+        else:
+            self.profiles.move_to_end(key)
+        if isinstance(profile, Outcome):
+            return profile
+        try:
+            return verifier.verify(profile, job.candidate)
+        except SessionError as exc:
+            return Outcome(OutcomeStatus.UNVERIFIABLE, f"the database session failed: {exc}")
+
+
 # -- inside a worker process --------------------------------------------------------------------
 
-_verifier: Verifier | None = None
-_profiles: OrderedDict[tuple[str, tuple[tuple[int, str | None], ...], VerifierConfig | None],
-                      OriginalProfile | Outcome] = OrderedDict()
+_worker: _Worker | None = None
 
 
 def _start_worker(dsn: str, role: str | None, config: VerifierConfig) -> None:
-    global _verifier
-    session = ReadOnlySession.connect(dsn, role, statement_timeout_ms=config.statement_timeout_ms)
-    _verifier = Verifier(session, config)
+    global _worker
+    _worker = _Worker(dsn, role, config)
 
 
 def _verify_job(job: Job) -> Outcome:
-    assert _verifier is not None, "worker not started"
-    verifier = _verifier if job.config is None else Verifier(_verifier.session, job.config)
-    key = (job.original, job.values, job.config)
-    profile = _profiles.get(key)
-    if profile is None:
-        profile = _prepare(verifier, job)
-        _profiles[key] = profile
-        while len(_profiles) > PROFILES_KEPT:
-            _profiles.popitem(last=False)
-    else:
-        _profiles.move_to_end(key)
-    if isinstance(profile, Outcome):
-        return profile
-    try:
-        return verifier.verify(profile, job.candidate)
-    except SessionError as exc:
-        return Outcome(OutcomeStatus.UNVERIFIABLE, f"the database session failed: {exc}")
+    assert _worker is not None, "worker not started"
+    return _worker.verify(job)
 
 
 def _prepare(verifier: Verifier, job: Job) -> OriginalProfile | Outcome:

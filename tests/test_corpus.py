@@ -10,6 +10,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from laser import demo
+from laser.localdb import LocalCluster
 from model.corpus import stats, workload
 from model.corpus.build import CorpusConfig, CorpusError, SeedQuery, build, load_seed_queries
 from model.corpus.evaluate import PoolEvaluator
@@ -156,3 +158,52 @@ def test_seeds_from_pg_stat_statements_get_constants_and_leave_out_the_verifiers
     with ReadOnlySession.connect(cluster.dsn("postgres"), None) as session, \
             pytest.raises(workload.WorkloadError, match="CREATE EXTENSION pg_stat_statements"):
         workload.statements(session, limit=10)
+
+
+RAY_SCHEMA = """
+CREATE TABLE products (id int PRIMARY KEY, category text NOT NULL);
+CREATE TABLE orders (id int PRIMARY KEY, product_id int NOT NULL REFERENCES products, quantity int NOT NULL);
+INSERT INTO products SELECT i, 'c' || (i % 7) FROM generate_series(1, 400) AS i;
+INSERT INTO orders SELECT i, 1 + (i * 7919) % 400, i % 9 FROM generate_series(1, 40000) AS i;
+ANALYZE;
+"""
+# EXISTS over orders: a hashed semi-join; as a correlated COUNT (exists_to_count) it scans orders per product.
+RAY_SEEDS = [SeedQuery(f"ray{n}", f"SELECT p.category, count(*) FROM products AS p WHERE EXISTS (SELECT 1 FROM "
+                                  f"orders AS o WHERE o.product_id = p.id AND o.quantity > {n}) GROUP BY p.category")
+             for n in (2, 4, 6)]
+
+
+def _database(cluster: LocalCluster, name: str, script: str) -> str:
+    cluster.psql("-c", f"DROP DATABASE IF EXISTS {name}")
+    cluster.psql("-c", f"CREATE DATABASE {name}")
+    cluster.psql("-c", script, dbname=name)
+    cluster.psql("-c", f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {demo.DEMO_ROLE}", dbname=name)
+    return cluster.dsn(name, demo.DEMO_ROLE)
+
+
+def test_ray_engine_grows_seeds_on_the_primary_and_a_replica_in_seed_order(cluster, tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    primary = _database(cluster, "laser_ray_a", RAY_SCHEMA)
+    replica = _database(cluster, "laser_ray_b", RAY_SCHEMA)
+    out = tmp_path / "ray.jsonl"
+    config = CorpusConfig(workers=1, search=SearchConfig(iterations=2, width=2, max_depth=1))
+    summary = build(primary, RAY_SEEDS, out, config, log=io.StringIO(), engine="ray", replicas=[replica])
+    assert summary.seeds_done == 3 and not summary.seeds_skipped
+    # Two actors, three seeds: both databases grew at least one.
+    assert sorted(name.rsplit("/", 1)[1] for name in summary.per_worker) == ["laser_ray_a", "laser_ray_b"]
+    done = [json.loads(line)["name"] for line in (tmp_path / "ray.jsonl.seeds.jsonl").read_text().splitlines()]
+    assert done == ["ray2", "ray4", "ray6"]  # written in seed order, whichever actor finished first
+    pairs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert pairs and all(p["slowdown"] >= 2.0 and p["path"] for p in pairs), summary
+    assert [p["seed_name"] for p in pairs] == sorted(p["seed_name"] for p in pairs)
+    with ReadOnlySession.connect(replica, None, statement_timeout_ms=30_000) as session:
+        verifier = Verifier(session, VerifierConfig(timed_runs=1))
+        again = verifier.check_equivalence(verifier.prepare(pairs[0]["slow_sql"]), pairs[0]["seed_sql"])
+    assert again.status == OutcomeStatus.EQUIVALENT, again.detail
+
+    other = _database(cluster, "laser_ray_c",
+                      RAY_SCHEMA.replace("category text NOT NULL", "category text NOT NULL, note text"))
+    with pytest.raises(CorpusError, match="another schema"):
+        build(primary, RAY_SEEDS, tmp_path / "bad.jsonl", config, log=io.StringIO(), engine="ray", replicas=[other])
+    with pytest.raises(CorpusError, match="--engine ray"):
+        build(primary, RAY_SEEDS, tmp_path / "bad2.jsonl", config, log=io.StringIO(), replicas=[other])

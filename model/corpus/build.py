@@ -15,99 +15,23 @@ import json
 import random
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import psycopg
-from sqlglot import exp
 
 from model.corpus import structure
-from model.corpus.evaluate import PoolEvaluator, pair_config, simulation_config
-from model.corpus.mcts import Node
-from model.corpus.search import SearchConfig, grow, slow_nodes
+from model.corpus.engine import Decision, Engine, LocalEngine, RayEngine
+from model.corpus.grower import CorpusConfig, CorpusError, Pair, SeedQuery, SeedResult
 from model.corpus.seeds import SeedShape, generate, read_schema
-from model.pool import Job, VerifierPool
-from sidecar.catalog import Catalog, load_catalog
-from sidecar.rules._scope import conjuncts
-from sidecar.verify import GuardError, OriginalError, OutcomeStatus, ReadOnlySession, Verifier, guard
+from sidecar.catalog import load_catalog
+from sidecar.verify import ReadOnlySession
 from sidecar.verify.session import SessionError
 
-
-class CorpusError(Exception):
-    """The corpus cannot be built as asked (bad seed file, unreachable database, empty schema)."""
-
-
-@dataclass(frozen=True)
-class SeedQuery:
-    name: str
-    sql: str
-
-
-@dataclass(frozen=True)
-class CorpusConfig:
-    timeout_ms: int = 10_000
-    """Tmax: the cap on every execution. A variant reaching it gets reward γ in the search; it is kept
-    only when the verifier's beyond-the-cap check (sampled and perturbed instances) calls it
-    equivalent, and its slowdown is then a lower bound (``slowdown_is_lower_bound``)."""
-    cap_factor: float = 20.0
-    """Each seed's variants are cut at ``cap_factor`` times the seed's own time (at least 1 s, at
-    most ``timeout_ms``): a variant that much slower counts as timed out (reward γ) and, if kept, its
-    slowdown is a lower bound. Keeps a tree of a 50 ms seed from spending ``timeout_ms`` per variant."""
-    min_slowdown: float = 2.0
-    """Keep pairs whose slow query is at least this many times slower than its seed (§4.3)."""
-    workers: int = 2
-    random_seed: int = 0
-    validation_share: float = 0.1
-    """Share of seeds (by a hash of the seed) whose pairs go to the validation split."""
-    time_budget_s: float | None = None
-    """Start no new seed after this many seconds."""
-    search: SearchConfig = field(default_factory=SearchConfig)
-
-    @property
-    def seed_timeout_ms(self) -> int:
-        """A seed must finish within a quarter of Tmax, so that a 4x slower variant is still
-        measured rather than cut (and admitting a hopeless seed costs little).
-
-        >>> CorpusConfig(timeout_ms=10_000).seed_timeout_ms
-        2500
-        """
-        return max(100, self.timeout_ms // 4)
-
-    def cap_ms(self, seed_ms: float) -> int:
-        """The per-seed cap on every execution of its variants.
-
-        >>> CorpusConfig(timeout_ms=10_000).cap_ms(120.0), CorpusConfig(timeout_ms=10_000).cap_ms(3_000.0)
-        (2400, 10000)
-        """
-        return int(min(self.timeout_ms, max(1_000.0, self.cap_factor * seed_ms)))
-
-    def __post_init__(self) -> None:
-        if self.cap_factor <= self.min_slowdown:
-            raise ValueError("cap_factor must be above min_slowdown")
-        if self.timeout_ms < 100 or self.min_slowdown <= 1.0 or not 0.0 <= self.validation_share < 1.0:
-            raise ValueError("timeout_ms must be at least 100, min_slowdown above 1, validation_share in [0, 1)")
-
-
-@dataclass(frozen=True)
-class Pair:
-    """One line of the corpus: a slow query and the fast seed it came from."""
-
-    schema_id: str
-    database: str
-    seed_name: str
-    seed_sql: str
-    slow_sql: str
-    path: tuple[str, ...]
-    """The transformations that made the slow query from the seed, in order."""
-    seed_ms: float
-    slow_ms: float
-    slowdown: float
-    slowdown_is_lower_bound: bool
-    evidence: dict[str, Any]
-    """The re-verification's summary: equivalence method, instances tried, timings."""
-    split: str
+__all__ = ["CorpusConfig", "CorpusError", "Pair", "SeedQuery", "Summary", "build", "load_seed_queries",
+           "schema_manifest"]
 
 
 @dataclass
@@ -123,7 +47,12 @@ class Summary:
     """Candidates not kept, by reason."""
     elapsed_s: float = 0.0
     seconds: dict[str, float] = field(default_factory=lambda: {"admit": 0.0, "search": 0.0, "re-verify": 0.0})
-    """Where the time went: admitting seeds, the search (simulation), re-verifying candidates."""
+    """Where the time went: admitting seeds, the search (simulation), re-verifying candidates
+    (summed over workers: with the Ray engine it can exceed the wall time)."""
+    per_worker: dict[str, int] = field(default_factory=dict)
+    """Seeds grown by each worker (the database it verified on, for the Ray engine)."""
+    model: dict[str, int] = field(default_factory=dict)
+    """Free-form expansion, summed over seeds (``model.corpus.mutation.MutationStats``)."""
 
 
 # -- seeds --------------------------------------------------------------------------------------
@@ -155,27 +84,6 @@ def load_seed_queries(path: Path) -> list[SeedQuery]:
     return seeds
 
 
-def admit(verifier: Verifier, seed: SeedQuery) -> tuple[str | None, float]:
-    """(None, its time in ms) when the seed can grow a tree: one read-only statement that runs
-    within the cap, returns rows, and gives the same result when run again (no ties cut by ORDER
-    BY … LIMIT); else (the reason it is skipped, 0)."""
-    try:
-        statement = guard(seed.sql)
-        profile = verifier.prepare(statement)
-    except GuardError as exc:
-        return f"refused: {exc}", 0.0
-    except OriginalError as exc:
-        return f"does not run: {exc}", 0.0
-    if profile.timed_out:
-        return f"does not finish within {verifier.config.statement_timeout_ms} ms", 0.0
-    if not profile.warmup.rows:
-        return "returns no rows", 0.0
-    again = verifier.check_equivalence(profile, statement)
-    if again.status != OutcomeStatus.EQUIVALENT:
-        return f"its result is not deterministic: {again.detail}", 0.0
-    return None, profile.warmup.elapsed_ms
-
-
 # -- the schema ---------------------------------------------------------------------------------
 
 _USER_TABLES = """
@@ -202,77 +110,24 @@ def schema_manifest(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     return {"schema_id": digest, "database": conn.info.dbname, "tables": tables}
 
 
-def catalog_of(conn: psycopg.Connection[Any], statement_tables: Iterable[tuple[str | None, str]]) -> Catalog:
-    return load_catalog(conn, list(statement_tables))
-
-
-# -- consolidation ------------------------------------------------------------------------------
-
-def artificial(seed_sql: str, slow_sql: str) -> str | None:
-    """Why the slow query's slowness is artificial (LASER §4.3's audit, made deterministic), or
-    None: an ORDER BY inside a subquery without LIMIT, a ``SELECT * FROM (…)`` wrapper, or a
-    predicate repeated verbatim in one WHERE, when the seed did not have it already.
-
-    >>> artificial("SELECT a FROM t WHERE b = 1", "SELECT * FROM (SELECT a FROM t WHERE b = 1) AS w")
-    'a SELECT * FROM (...) wrapper'
-    >>> artificial("SELECT a FROM t WHERE b = 1", "SELECT a FROM t WHERE b = 1 AND b = 1")
-    'a predicate repeated verbatim'
-    >>> artificial("SELECT a FROM t WHERE b = 1", "SELECT a FROM t WHERE b + 0 = 1") is None
-    True
-    """
-    slow, seed = structure.parse(slow_sql), structure.parse(seed_sql)
-    for check, reason in ((_ordered_subquery, "an ORDER BY inside a subquery"),
-                          (_star_wrapper, "a SELECT * FROM (...) wrapper"),
-                          (_repeated_predicate, "a predicate repeated verbatim")):
-        if check(slow) and not check(seed):
-            return reason
-    return None
-
-
-def _ordered_subquery(tree: exp.Expr) -> bool:
-    return any(s.args.get("order") and not s.args.get("limit") for s in tree.find_all(exp.Select)
-               if s is not tree and not isinstance(s.parent, exp.SetOperation))
-
-
-def _star_wrapper(tree: exp.Expr) -> bool:
-    for select in tree.find_all(exp.Select):
-        from_ = select.args.get("from_")
-        if (from_ is not None and isinstance(from_.this, exp.Subquery) and not select.args.get("joins")
-                and not select.args.get("where") and len(select.expressions) == 1
-                and isinstance(select.expressions[0], exp.Star)):
-            return True
-    return False
-
-
-def _repeated_predicate(tree: exp.Expr) -> bool:
-    for where in tree.find_all(exp.Where):
-        texts = [part.sql(dialect="postgres") for part in conjuncts(where.this)]
-        if len(texts) != len(set(texts)):
-            return True
-    return False
-
-
-def split_of(seed: SeedQuery, share: float) -> str:
-    """"train" or "validation", decided by the seed alone (so no seed is in both).
-
-    >>> split_of(SeedQuery("q1", "SELECT 1"), 0.0)
-    'train'
-    """
-    bucket = int(hashlib.sha256(structure.normalized(seed.sql).encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return "validation" if bucket < share else "train"
-
-
 # -- the run ------------------------------------------------------------------------------------
 
 def build(dsn: str, seeds: Sequence[SeedQuery], out: Path, config: CorpusConfig = CorpusConfig(),
           resume: bool = False, log: IO[str] = sys.stderr, generate_seeds: int = 0,
-          shape: SeedShape = SeedShape()) -> Summary:
+          shape: SeedShape = SeedShape(), engine: str = "local", replicas: Sequence[str] = (),
+          ray_address: str | None = None) -> Summary:
     """Grow a tree from every admitted seed and append the kept pairs to ``out``.
 
     ``generate_seeds``: with no ``seeds``, generate candidates from the schema (``seeds.generate``,
-    reproducible from ``config.random_seed``) until this many are admitted and grown."""
+    reproducible from ``config.random_seed``) until this many are admitted and grown.
+    ``engine``: "local" (this process and its verifier pool) or "ray" (Ray actors on ``dsn`` and
+    on each of ``replicas``, which must hold the same schema)."""
     if not seeds and generate_seeds <= 0:
         raise CorpusError("no seeds: give seed queries, or a number of seeds to generate from the schema")
+    if engine not in ("local", "ray"):
+        raise CorpusError(f"unknown engine {engine!r}: local or ray")
+    if replicas and engine != "ray":
+        raise CorpusError("replicas are used by --engine ray only")
     started = time.monotonic()
     summary = Summary()
     done_path = out.with_name(out.name + ".seeds.jsonl")
@@ -289,43 +144,78 @@ def build(dsn: str, seeds: Sequence[SeedQuery], out: Path, config: CorpusConfig 
         if not seeds:
             seeds = _generated(session.connection, generate_seeds, config.random_seed, shape)
             print(f"generated {len(seeds)} candidate seeds from the schema", file=log, flush=True)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_name(out.name + ".schema.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        admitting = Verifier(session, simulation_config(config.seed_timeout_ms))
-        with VerifierPool(dsn, workers=config.workers, config=simulation_config(config.timeout_ms)) as pool, \
-                out.open("a") as pairs_file, done_path.open("a") as done_file:
-            for index, seed in enumerate(seeds, 1):
-                key = structure.normalized(seed.sql) if _parses(seed.sql) else seed.sql
-                if key in done:
-                    continue
-                if generate_seeds and summary.seeds_done >= generate_seeds:
-                    break
-                if config.time_budget_s is not None and time.monotonic() - started > config.time_budget_s:
-                    print(f"time budget of {config.time_budget_s:.0f} s spent: stopping before seed {seed.name}",
-                          file=log, flush=True)
-                    break
-                clock = time.monotonic()
-                reason, seed_ms = admit(admitting, seed)
-                summary.seconds["admit"] += time.monotonic() - clock
-                if reason is not None:
-                    summary.seeds_skipped.append((seed.name, reason))
-                    print(f"[{index}/{len(seeds)}] {seed.name}: skipped, {reason}", file=log, flush=True)
-                    _mark_done(done_file, key, seed, reason)
-                    continue
-                kept = _grow_seed(seed, config.cap_ms(seed_ms), session, pool, manifest, config, summary, written)
-                for pair in kept:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_name(out.name + ".schema.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    todo = [(index, seed) for index, seed in enumerate(seeds, 1) if _key(seed) not in done]
+    position = {(seed.name, seed.sql): index for index, seed in todo}  # results may be copies (Ray)
+
+    def want(seed: SeedQuery, in_flight: int) -> Decision:
+        if generate_seeds and summary.seeds_done + in_flight >= generate_seeds:
+            return "wait" if summary.seeds_done < generate_seeds else "stop"
+        if config.time_budget_s is not None and time.monotonic() - started > config.time_budget_s:
+            print(f"time budget of {config.time_budget_s:.0f} s spent: stopping before seed {seed.name}",
+                  file=log, flush=True)
+            return "stop"
+        return "go"
+
+    runner: Engine = (LocalEngine(dsn, config, manifest["schema_id"], manifest["database"]) if engine == "local"
+                      else RayEngine([dsn, *replicas], config, manifest["schema_id"], manifest["database"],
+                                     ray_address))
+    try:
+        with out.open("a") as pairs_file, done_path.open("a") as done_file:
+            for result in runner.run((seed for _, seed in todo), want, written):
+                _record(result, summary, written)
+                for pair in result.pairs:
                     pairs_file.write(json.dumps(asdict(pair)) + "\n")
                 pairs_file.flush()
-                _mark_done(done_file, key, seed, None)
-                summary.seeds_done += 1
+                _mark_done(done_file, _key(result.seed), result.seed, result.skipped)
                 summary.elapsed_s = time.monotonic() - started
-                best = max((p.slowdown for p in kept), default=0.0)
-                print(f"[{index}/{len(seeds)}] {seed.name}: {len(kept)} pair(s) kept"
-                      + (f" (best {best:.1f}x)" if kept else "")
+                label = f"[{position[(result.seed.name, result.seed.sql)]}/{len(seeds)}] {result.seed.name}"
+                if result.skipped is not None:
+                    print(f"{label}: skipped, {result.skipped}", file=log, flush=True)
+                    continue
+                best = max((p.slowdown for p in result.pairs), default=0.0)
+                print(f"{label}: {len(result.pairs)} pair(s) kept" + (f" (best {best:.1f}x)" if result.pairs else "")
+                      + (f" on {result.worker}" if engine == "ray" else "")
                       + f"; {summary.pairs} pairs, {summary.variants} variants in {summary.elapsed_s:.0f} s",
                       file=log, flush=True)
+    finally:
+        runner.close()
     summary.elapsed_s = time.monotonic() - started
     return summary
+
+
+def _record(result: SeedResult, summary: Summary, written: set[str]) -> None:
+    """Add a seed's result to the summary; pairs another seed already gave are dropped (with
+    parallel seeds, each saw ``written`` as it was when it started)."""
+    for part, seconds in result.seconds.items():
+        summary.seconds[part] = summary.seconds.get(part, 0.0) + seconds
+    for reason, count in result.dropped.items():
+        summary.dropped[reason] = summary.dropped.get(reason, 0) + count
+    for key, count in result.model.items():
+        summary.model[key] = summary.model.get(key, 0) + count
+    if result.skipped is not None:
+        summary.seeds_skipped.append((result.seed.name, result.skipped))
+        return
+    summary.seeds_done += 1
+    summary.variants += result.variants
+    summary.candidates += result.candidates
+    fresh = []
+    for pair in result.pairs:
+        key = structure.normalized(pair.slow_sql)
+        if key in written:
+            summary.dropped["the same slow query as an earlier pair"] = (
+                summary.dropped.get("the same slow query as an earlier pair", 0) + 1)
+            continue
+        written.add(key)
+        fresh.append(pair)
+    result.pairs = fresh
+    summary.pairs += len(fresh)
+    summary.per_worker[result.worker] = summary.per_worker.get(result.worker, 0) + 1
+
+
+def _key(seed: SeedQuery) -> str:
+    return structure.normalized(seed.sql) if _parses(seed.sql) else seed.sql
 
 
 def _generated(conn: psycopg.Connection[Any], wanted: int, random_seed: int, shape: SeedShape) -> list[SeedQuery]:
@@ -336,64 +226,6 @@ def _generated(conn: psycopg.Connection[Any], wanted: int, random_seed: int, sha
     if not statements:
         raise CorpusError("no table has a foreign key, declared or inferred: cannot generate joined seeds")
     return [SeedQuery(f"gen{index:04d}", sql) for index, sql in enumerate(statements, 1)]
-
-
-def _grow_seed(seed: SeedQuery, cap_ms: int, session: ReadOnlySession, pool: VerifierPool, manifest: dict[str, Any],
-               config: CorpusConfig, summary: Summary, written: set[str]) -> list[Pair]:
-    statement = guard(seed.sql)
-    catalog = catalog_of(session.connection, statement.tables)
-    rng = random.Random(f"{config.random_seed}:{structure.normalized(statement.text)}")
-    clock = time.monotonic()
-    root, stats = grow(statement.text, catalog, PoolEvaluator(pool, statement.text, cap_ms), rng,
-                       config.search)
-    summary.seconds["search"] += time.monotonic() - clock
-    summary.variants += stats.variants
-    candidates = _distinct(slow_nodes(root, config.min_slowdown, timed_out=True), written)
-    summary.candidates += len(candidates)
-    kept: list[Pair] = []
-    survivors = []
-    for node in candidates:
-        reason = artificial(statement.text, node.sql)
-        if reason is not None:
-            summary.dropped[reason] = summary.dropped.get(reason, 0) + 1
-        else:
-            survivors.append(node)
-    check = pair_config(cap_ms)
-    clock = time.monotonic()
-    outcomes = pool.verify_many([Job(node.sql, statement.text, config=check) for node in survivors])
-    summary.seconds["re-verify"] += time.monotonic() - clock
-    split = split_of(seed, config.validation_share)
-    for node, outcome in zip(survivors, outcomes, strict=True):
-        if outcome.status != OutcomeStatus.FASTER or outcome.speedup < config.min_slowdown:
-            reason = f"re-verification: {outcome.status.value}"
-            summary.dropped[reason] = summary.dropped.get(reason, 0) + 1
-            continue
-        evidence = outcome.evidence
-        summary_evidence: dict[str, Any] = {"detail": outcome.detail}
-        if evidence.equivalence is not None:
-            summary_evidence["equivalence"] = evidence.equivalence.method
-            summary_evidence["rows"] = evidence.equivalence.rows
-        if evidence.perturbed_instances is not None:
-            summary_evidence["perturbed_instances"] = len(evidence.perturbed_instances.tried)
-        kept.append(Pair(
-            schema_id=manifest["schema_id"], database=manifest["database"], seed_name=seed.name,
-            seed_sql=statement.text, slow_sql=node.sql, path=node.path, seed_ms=round(outcome.candidate_ms, 3),
-            slow_ms=round(outcome.original_ms, 3), slowdown=round(outcome.speedup, 3),
-            slowdown_is_lower_bound=evidence.speedup_is_lower_bound, evidence=summary_evidence, split=split))
-        written.add(structure.normalized(node.sql))
-    summary.pairs += len(kept)
-    return kept
-
-
-def _distinct(nodes: list[Node], written: set[str]) -> list[Node]:
-    seen = set(written)
-    result = []
-    for node in nodes:
-        key = structure.normalized(node.sql)
-        if key not in seen:
-            seen.add(key)
-            result.append(node)
-    return result
 
 
 def _parses(sql: str) -> bool:

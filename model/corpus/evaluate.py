@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from model.corpus.mcts import Evaluation
-from model.pool import Job, VerifierPool
+from model.pool import Job, Verifies
 from sidecar.verify import Outcome, OutcomeStatus, VerifierConfig
 
 
@@ -54,7 +54,7 @@ def as_evaluation(outcome: Outcome) -> Evaluation:
 class PoolEvaluator:
     """Evaluates a seed's variants on the pool, all of one expansion dispatched at once."""
 
-    def __init__(self, pool: VerifierPool, seed: str, timeout_ms: int) -> None:
+    def __init__(self, pool: Verifies, seed: str, timeout_ms: int) -> None:
         self.pool = pool
         self.seed = seed
         self.config = simulation_config(timeout_ms)

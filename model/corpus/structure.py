@@ -4,8 +4,12 @@ the corpus's identity of a query.
 Eq. 3 is ``TED(AST(q), AST(q')) / max(|AST(q)|, |AST(q')|)``, with the tree edit distance taken
 "using SQLGlot" (the paper). sqlglot's ``diff`` computes an edit script between two ASTs
 (ChangeDistiller matching: inserts, removes, moves and updates); its length is the edit distance
-used here, clipped to the larger tree's size so that Δ stays in [0, 1]. Not yet measured against a
-maintained Zhang-Shasha implementation (zss, apted, edist): the issue asks for that comparison.
+used here, clipped to the larger tree's size so that Δ stays in [0, 1].
+
+Why not an exact tree edit distance: on the real ASTs of a TPC-DS corpus (`laser bench-ted`,
+BENCHMARKS.md) APTED takes about 300 ms a pair and zss over a second, this about 6.5 ms; its
+values run about 0.1 below the exact ones but rank variants nearly the same way (Spearman 0.92),
+and the search only ranks with Δ.
 """
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Model prompts: the rewrite request, the repair request after a DBMS error, and the counterexample
-feedback after a non-equivalent candidate.
+"""Model prompts: the rewrite request, the repair request after a DBMS error, the counterexample
+feedback after a non-equivalent candidate, and the reverse request that training corpora use
+(a slower query with the same result, LASER §4.2's LLM mutation).
 
 The rewrite prompt carries what the source papers give the model: the query; the schema of the
 tables it reads (columns, types, NOT NULL, keys, indexes, row estimates — the facts a rewrite's
@@ -86,6 +87,34 @@ def rewrite_messages(query: str, catalog: Catalog, plan: Mapping[str, Any] | Non
         )
     sections.append(f"Rewrite this query:\n```sql\n{query.strip()}\n```")
     return (Message("system", SYSTEM), Message("user", "\n\n".join(sections)))
+
+
+SLOWDOWN_SYSTEM = (
+    "You write training data for a PostgreSQL query optimizer. Rewrite the given query into one that "
+    "returns exactly the same result on every database that satisfies the schema's constraints (same "
+    "columns with the same names, in the same order, and the same rows), but that PostgreSQL runs more "
+    "slowly: the inefficient SQL people really write, such as correlated subqueries instead of joins, "
+    "counts instead of EXISTS, functions around filtered columns, CTEs that keep predicates from being "
+    "pushed down, aggregates computed after a join instead of before. Answer with exactly one SQL "
+    "statement in a ```sql fenced block, and nothing after it."
+)
+
+
+def slowdown_messages(query: str, catalog: Catalog) -> tuple[Message, ...]:
+    """The reverse request, for building training corpora (LASER §4.2's LLM mutation): a slower
+    query with the same result. The schema is rendered as for a rewrite, so the model sees the
+    same facts in the same form in both directions.
+
+    >>> turns = slowdown_messages("SELECT 1", Catalog({}))
+    >>> [t.role for t in turns], turns[1].content.splitlines()[0]
+    (['system', 'user'], 'Make this query slower without changing its result:')
+    """
+    sections = []
+    schema = render_schema(catalog)
+    if schema:
+        sections.append("Schema:\n" + schema)
+    sections.append(f"Make this query slower without changing its result:\n```sql\n{query.strip()}\n```")
+    return (Message("system", SLOWDOWN_SYSTEM), Message("user", "\n\n".join(sections)))
 
 
 def repair_messages(conversation: Sequence[Message], answer: str, error: str) -> tuple[Message, ...]:
