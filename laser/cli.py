@@ -199,6 +199,12 @@ def cmd_bench_ted(args: argparse.Namespace) -> int:
     return ted.main(args)
 
 
+def cmd_synth(args: argparse.Namespace) -> int:
+    from laser import synth
+
+    return synth.main(args)
+
+
 def cmd_corpus(args: argparse.Namespace) -> int:
     from laser import corpus
 
@@ -282,6 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
                                           "corpus's real ASTs (time and agreement)")
     ted.add_arguments(bt)
     bt.set_defaults(func=cmd_bench_ted)
+
+    synth_parser = sub.add_parser("synth", help="create a database with a random foreign-key schema and skewed "
+                                                 "data (local cluster), for corpora on unseen schemas")
+    from laser import synth
+
+    synth.add_arguments(synth_parser)
+    synth_parser.set_defaults(func=cmd_synth)
 
     corpus_parser = sub.add_parser("corpus", help="build a SQL-MCTS training corpus of verified (slow, fast) "
                                                   "query pairs on a database (LASER section 4)")

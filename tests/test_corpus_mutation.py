@@ -12,18 +12,18 @@ import pytest
 
 pytest.importorskip("torch")
 
-from model.corpus import structure  # noqa: E402
-from model.corpus.build import CorpusConfig, SeedQuery, build  # noqa: E402
-from model.corpus.evaluate import PoolEvaluator  # noqa: E402
-from model.corpus.mutation import ModelMutation  # noqa: E402
-from model.corpus.search import SearchConfig, grow, slow_nodes  # noqa: E402
-from model.corpus.slowdowns.in_to_count import in_to_count  # noqa: E402
-from model.pool import VerifierPool  # noqa: E402
-from model.sft import train  # noqa: E402
-from model.tiny import build_tiny_model  # noqa: E402
-from sidecar.backends.transformers_backend import TransformersBackend  # noqa: E402
-from sidecar.catalog import load_catalog  # noqa: E402
-from sidecar.prompting.prompts import slowdown_messages  # noqa: E402
+from model.corpus import structure
+from model.corpus.build import CorpusConfig, SeedQuery, build
+from model.corpus.evaluate import PoolEvaluator
+from model.corpus.mutation import ModelMutation
+from model.corpus.search import SearchConfig, grow, slow_nodes
+from model.corpus.slowdowns.in_to_count import in_to_count
+from model.pool import VerifierPool
+from model.sft import train
+from model.tiny import build_tiny_model
+from sidecar.backends.transformers_backend import TransformersBackend
+from sidecar.catalog import load_catalog
+from sidecar.prompting.prompts import slowdown_messages
 
 SEED = structure.normalized(
     "SELECT p.category, count(*) FROM products AS p WHERE p.id IN (SELECT o.product_id FROM orders AS o "
