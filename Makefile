@@ -33,7 +33,7 @@ system-deps:
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade pip
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e ".[dev,bench,transformers,ray]"
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e ".[dev,bench,transformers,ray,train]"
 	touch $@
 
 # Regenerate the checked-in gRPC stubs after editing proto/laser_proto/laser.proto.

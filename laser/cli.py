@@ -205,6 +205,12 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return synth.main(args)
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from laser import train
+
+    return train.main(args)
+
+
 def cmd_corpus(args: argparse.Namespace) -> int:
     from laser import corpus
 
@@ -302,6 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     corpus.add_arguments(corpus_parser)
     corpus_parser.set_defaults(func=cmd_corpus)
+
+    train_parser = sub.add_parser("train", help="train a model on a corpus: sft (LASER section 5.1)")
+    from laser import train
+
+    train.add_arguments(train_parser)
+    train_parser.set_defaults(func=cmd_train)
 
     bench = sub.add_parser("bench", help="measure a workload (demo, TPC-H, TPC-DS, your files) with the "
                                          "papers' metrics, for the sidecar and replayed rewrites")

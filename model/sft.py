@@ -2,7 +2,9 @@
 
 The prompt of each example is encoded exactly as the transformers backend encodes it at serving time
 (``sidecar.backends.transformers_backend.encode_prompt``); the completion follows it, then EOS, and
-the loss covers only the completion and its EOS. Plain PyTorch with AdamW: small enough for a CPU.
+the loss covers only the completion and its EOS. Training is TRL's ``SFTTrainer`` (completion-only
+loss, optionally a PEFT LoRA adapter); this module only encodes the examples the way the sidecar
+serves them, which TRL cannot know.
 
 CLI: ``python -m model.sft --model-dir D --examples file.jsonl --steps N``, where each JSONL line is
 ``{"messages": [{"role": ..., "content": ...}, ...], "completion": "..."}``.
@@ -12,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, TrainerCallback
 
 from sidecar.backends.base import Message
 from sidecar.backends.transformers_backend import encode_prompt
@@ -41,32 +45,23 @@ def encode_example(tokenizer: PreTrainedTokenizerBase, example: Example) -> tupl
     return prompt + answer, [IGNORE] * len(prompt) + answer
 
 
-def collate(
-    encoded: Sequence[tuple[list[int], list[int]]], pad_id: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded input ids, attention mask and labels of a batch.
+class _Losses(TrainerCallback):
+    """Collects the training loss of every step (``logging_steps=1``) and prints progress."""
 
-    >>> ids, mask, labels = collate([([5, 6, 7], [-100, 6, 7]), ([5, 8], [-100, 8])], pad_id=0)
-    >>> ids.tolist(), mask.tolist(), labels.tolist()
-    ([[5, 6, 7], [5, 8, 0]], [[1, 1, 1], [1, 1, 0]], [[-100, 6, 7], [-100, 8, -100]])
-    """
-    width = max(len(ids) for ids, _ in encoded)
-    input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(encoded), width), dtype=torch.long)
-    labels = torch.full((len(encoded), width), IGNORE, dtype=torch.long)
-    for row, (ids, targets) in enumerate(encoded):
-        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        attention_mask[row, : len(ids)] = 1
-        labels[row, : len(targets)] = torch.tensor(targets, dtype=torch.long)
-    return input_ids, attention_mask, labels
+    def __init__(self, steps: int, log_every: int) -> None:
+        self.losses: list[float] = []
+        self.steps = steps
+        self.log_every = log_every
+        self.started = time.perf_counter()
 
-
-def _batch_indices(count: int, batch_size: int, generator: torch.Generator) -> list[int]:
-    """``batch_size`` random example indices out of ``count``, all distinct while ``count`` allows."""
-    order: list[int] = []
-    while len(order) < batch_size:
-        order.extend(torch.randperm(count, generator=generator).tolist())
-    return order[:batch_size]
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
+        if not logs or "loss" not in logs:
+            return
+        self.losses.append(float(logs["loss"]))
+        step = len(self.losses)
+        if self.log_every > 0 and (step % self.log_every == 0 or step == self.steps):
+            print(f"step {step}/{self.steps} loss {self.losses[-1]:.3f} ({time.perf_counter() - self.started:.1f}s)",
+                  flush=True)
 
 
 def train(
@@ -78,43 +73,64 @@ def train(
     seed: int = 0,
     log_every: int = 50,
     out_dir: str | Path | None = None,
+    lora_r: int = 0,
 ) -> list[float]:
-    """Fine-tune the model in ``model_dir`` on ``examples`` for ``steps`` AdamW steps on the CPU and
-    save model and tokenizer to ``out_dir`` (default: ``model_dir``). Returns the loss of every step.
+    """Fine-tune the model in ``model_dir`` on ``examples`` for ``steps`` optimizer steps with TRL's
+    ``SFTTrainer`` and save model and tokenizer to ``out_dir`` (default: ``model_dir``). Returns the
+    loss of every step.
 
-    Each step draws ``batch_size`` random examples (all distinct while there are enough of them).
+    The examples are tokenized here, by ``encode_example`` (the serving encoding), and handed to TRL
+    already tokenized with a completion mask, so TRL's completion-only loss covers exactly the
+    completion and its EOS. ``lora_r`` > 0 trains a PEFT LoRA adapter of that rank on every linear
+    layer instead of all weights, then merges it, so ``out_dir`` is a plain model directory the
+    sidecar loads unchanged. bf16 on a GPU that supports it, fp32 on the CPU.
     """
+    from datasets import Dataset
+    from trl.trainer.sft_config import SFTConfig
+    from trl.trainer.sft_trainer import SFTTrainer
+
     if not examples:
         raise ValueError("no examples to train on")
-    if steps < 1 or batch_size < 1:
-        raise ValueError("steps and batch_size must be at least 1")
+    if steps < 1 or batch_size < 1 or lora_r < 0:
+        raise ValueError("steps and batch_size must be at least 1, lora_r not negative")
     source = Path(model_dir)
     target = Path(out_dir) if out_dir is not None else source
     torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(source, local_files_only=True, dtype=torch.float32)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    encoded = [encode_example(tokenizer, example) for example in examples]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-    model.train()
-    losses: list[float] = []
-    started = time.perf_counter()
-    for step in range(1, steps + 1):
-        picked = _batch_indices(len(encoded), batch_size, generator)
-        input_ids, attention_mask, labels = collate([encoded[i] for i in picked], pad_id)
-        loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
-        if log_every > 0 and (step % log_every == 0 or step == steps):
-            print(f"step {step}/{steps} loss {losses[-1]:.3f} ({time.perf_counter() - started:.1f}s)", flush=True)
-    model.eval()
+    gpu = torch.cuda.is_available()
+    bf16 = gpu and torch.cuda.is_bf16_supported()
+    model = AutoModelForCausalLM.from_pretrained(source, local_files_only=True,
+                                                 dtype=torch.bfloat16 if bf16 else torch.float32)
+    rows = []
+    for example in examples:
+        ids, labels = encode_example(tokenizer, example)
+        rows.append({"input_ids": ids, "completion_mask": [0 if label == IGNORE else 1 for label in labels]})
+    peft_config = None
+    if lora_r > 0:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=lora_r, lora_alpha=2 * lora_r, lora_dropout=0.0, target_modules="all-linear",
+                                 task_type="CAUSAL_LM")
+    losses = _Losses(steps, log_every)
+    with tempfile.TemporaryDirectory() as scratch:
+        config = SFTConfig(
+            output_dir=scratch, max_steps=steps, learning_rate=lr, per_device_train_batch_size=batch_size,
+            lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, logging_steps=1,
+            save_strategy="no", report_to="none", disable_tqdm=True, seed=seed, data_seed=seed,
+            completion_only_loss=True, bf16=bf16, use_cpu=not gpu, dataloader_num_workers=0,
+            max_length=None, remove_unused_columns=False,
+        )
+        trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
+                             processing_class=tokenizer, peft_config=peft_config, callbacks=[losses])
+        trainer.train()
+    trained: Any = trainer.model
+    if lora_r > 0:
+        trained = trained.merge_and_unload()
+    trained.eval()
     target.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(target)
+    trained.save_pretrained(target)
     tokenizer.save_pretrained(target)
-    return losses
+    return losses.losses
 
 
 def load_examples(path: str | Path) -> list[Example]:
@@ -143,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--log-every", type=int, default=50)
     parser.add_argument("--out-dir", default=None, help="where to save (default: --model-dir)")
+    parser.add_argument("--lora-r", type=int, default=0, help="train a LoRA adapter of this rank, then merge it")
     args = parser.parse_args(argv)
     losses = train(
         args.model_dir,
@@ -153,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         seed=args.seed,
         log_every=args.log_every,
         out_dir=args.out_dir,
+        lora_r=args.lora_r,
     )
     print(f"trained {len(losses)} steps, final loss {losses[-1]:.4f}; saved to {args.out_dir or args.model_dir}")
 

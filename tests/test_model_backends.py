@@ -234,3 +234,15 @@ def test_sft_cli_trains_from_jsonl(tiny_dir: Path, tmp_path: Path, capsys: pytes
     examples_file.write_text('{"messages": []}\n')
     with pytest.raises(ValueError, match=r"examples.jsonl:1"):
         load_examples(examples_file)
+
+
+def test_ragged_groups_give_each_prompt_its_own_count(backend: TransformersBackend) -> None:
+    queries = [prompt(q) for q, _ in REWRITES]
+    sampled = backend.generate(queries, n=[2, 0, 3], temperature=1.0, max_tokens=8)
+    assert [len(group) for group in sampled] == [2, 0, 3]
+    assert [len(group) for group in backend.generate(queries, n=[2, 0, 3], max_tokens=8)] == [1, 0, 1]
+    # The same prompt alone, greedily, decodes as it does inside a ragged call.
+    alone = backend.generate([queries[2]], n=1, max_tokens=8)[0][0].text
+    assert backend.generate(queries, n=[0, 0, 4], max_tokens=8)[2][0].text == alone
+    with pytest.raises(ValueError, match="2 completion counts for 3 prompts"):
+        backend.generate(queries, n=[1, 1])

@@ -38,7 +38,7 @@ class ScriptedBackend:
     version: str = "test"
     prompts: list[tuple[Message, ...]] = field(default_factory=list)
 
-    def generate(self, prompts: Sequence[Prompt], n: int, temperature: float = 0.0,
+    def generate(self, prompts: Sequence[Prompt], n: int | Sequence[int], temperature: float = 0.0,
                  max_tokens: int = 1024) -> list[list[Completion]]:
         out = []
         for prompt in prompts:

@@ -68,15 +68,36 @@ class Backend(Protocol):
     def generate(
         self,
         prompts: Sequence[Prompt],
-        n: int,
+        n: int | Sequence[int],
         temperature: float = 0.0,
         max_tokens: int = 1024,
     ) -> list[list[Completion]]:
-        """Return, for each prompt in order, at most ``n`` completions."""
+        """Return, for each prompt in order, at most ``n`` completions; ``n`` may be one count per
+        prompt (ragged groups: SQL-GRPO's adaptive rollout gives each prompt its own budget)."""
         ...
 
     def info(self) -> ModelInfo:
         ...
+
+
+def completion_counts(n: int | Sequence[int], prompts: int) -> list[int]:
+    """``n`` as one count per prompt: an int applies to every prompt.
+
+    >>> completion_counts(3, 2), completion_counts([2, 0, 5], 3)
+    ([3, 3], [2, 0, 5])
+    >>> completion_counts([1], 2)
+    Traceback (most recent call last):
+    ...
+    ValueError: 1 completion counts for 2 prompts
+    """
+    if isinstance(n, int):
+        return [max(n, 0)] * prompts
+    counts = [int(k) for k in n]
+    if len(counts) != prompts:
+        raise ValueError(f"{len(counts)} completion counts for {prompts} prompts")
+    if any(k < 0 for k in counts):
+        raise ValueError("completion counts must not be negative")
+    return counts
 
 
 def plain_text(messages: Sequence[Message]) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sidecar.backends.base import Completion, ModelInfo, Prompt
+from sidecar.backends.base import Completion, ModelInfo, Prompt, completion_counts
 from sidecar.catalog import Catalog
 from sidecar.rules.explicit_join_order import with_scan_estimates
 from sidecar.rules.runner import RuleCandidate, rewrite_candidates
@@ -92,13 +92,13 @@ class RulesBackend:
     def generate(
         self,
         prompts: Sequence[Prompt],
-        n: int,
+        n: int | Sequence[int],
         temperature: float = 0.0,
         max_tokens: int = 1024,
     ) -> list[list[Completion]]:
-        return [[completion(candidate) for candidate in self.search(prompt.query, prompt.catalog).candidates[: max(n,
-            0)]]
-                for prompt in prompts]
+        counts = completion_counts(n, len(prompts))
+        return [[completion(candidate) for candidate in self.search(prompt.query, prompt.catalog).candidates[:count]]
+                for prompt, count in zip(prompts, counts, strict=True)]
 
     def info(self) -> ModelInfo:
         from sidecar.rules import RULES

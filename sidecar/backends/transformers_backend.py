@@ -26,7 +26,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from sidecar.backends.base import Completion, Message, ModelInfo, Prompt, plain_text
+from sidecar.backends.base import Completion, Message, ModelInfo, Prompt, completion_counts, plain_text
 from sidecar.backends.errors import BackendError
 
 _DTYPES: dict[str, torch.dtype] = {
@@ -252,25 +252,32 @@ class TransformersBackend:
     def generate(
         self,
         prompts: Sequence[Prompt],
-        n: int,
+        n: int | Sequence[int],
         temperature: float = 0.0,
         max_tokens: int = 1024,
     ) -> list[list[Completion]]:
-        """For each prompt in order, one greedy completion or ``n`` sampled ones.
+        """For each prompt in order, one greedy completion or ``n`` sampled ones (``n`` may be one
+        count per prompt; prompts with the same count share batches, since ``generate`` returns one
+        number of sequences per call).
 
         Raises ValueError, before generating anything, when a prompt does not fit the context window
         together with ``max_tokens`` new tokens.
         """
         encoded = encode_checked(self._tokenizer, prompts, max_tokens, self._context)
-        if n < 1 or not prompts:
-            return [[] for _ in prompts]
-        per_prompt = n if temperature > 0 else 1
-        config = self._generation_config(per_prompt, temperature, max_tokens)
-        results: list[list[Completion]] = []
+        counts = completion_counts(n, len(prompts))
+        if temperature <= 0:
+            counts = [min(k, 1) for k in counts]
+        results: list[list[Completion]] = [[] for _ in prompts]
         with self._lock:
             started = time.perf_counter()
-            for first in range(0, len(encoded), self.batch_size):
-                results.extend(self._generate_batch(encoded[first : first + self.batch_size], per_prompt, config))
+            for count in sorted(set(counts) - {0}):
+                config = self._generation_config(count, temperature, max_tokens)
+                rows = [i for i, k in enumerate(counts) if k == count]
+                for first in range(0, len(rows), self.batch_size):
+                    chunk = rows[first : first + self.batch_size]
+                    for row, group in zip(chunk, self._generate_batch([encoded[i] for i in chunk], count, config),
+                                          strict=True):
+                        results[row] = group
             self.counters.add(len(prompts), results, time.perf_counter() - started)
         return results
 

@@ -16,7 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sidecar.backends.base import Completion, ModelInfo, Prompt
+from sidecar.backends.base import Completion, ModelInfo, Prompt, completion_counts
 from sidecar.backends.errors import BackendError
 
 _SAMPLING_KEYS = ("top_p", "top_k", "min_p")
@@ -101,11 +101,12 @@ class VllmBackend:
     def generate(
         self,
         prompts: Sequence[Prompt],
-        n: int,
+        n: int | Sequence[int],
         temperature: float = 0.0,
         max_tokens: int = 1024,
     ) -> list[list[Completion]]:
-        """For each prompt in order, one greedy completion or ``n`` sampled ones.
+        """For each prompt in order, one greedy completion or ``n`` sampled ones (``n`` may be one
+        count per prompt: one ``SamplingParams(n=k_i)`` per request).
 
         Raises ValueError, before generating anything, when a prompt does not fit the context window
         together with ``max_tokens`` new tokens.
@@ -113,22 +114,26 @@ class VllmBackend:
         from sidecar.backends.transformers_backend import encode_checked
 
         encoded = encode_checked(self._tokenizer, prompts, max_tokens, self._context)
-        if n < 1 or not prompts:
-            return [[] for _ in prompts]
-        if temperature > 0:
-            params = self._vllm.SamplingParams(n=n, temperature=temperature, max_tokens=max_tokens, **self._defaults)
-        else:
-            greedy = {key: value for key, value in self._defaults.items() if key in _DECODING_KEYS}
-            params = self._vllm.SamplingParams(n=1, temperature=0.0, max_tokens=max_tokens, **greedy)
-        requests = [{"prompt_token_ids": ids} for ids in encoded]
+        counts = completion_counts(n, len(prompts))
+        if temperature <= 0:
+            counts = [min(k, 1) for k in counts]
+        asked = [i for i, k in enumerate(counts) if k > 0]
+        results: list[list[Completion]] = [[] for _ in prompts]
+        if not asked:
+            return results
+        greedy = {key: value for key, value in self._defaults.items() if key in _DECODING_KEYS}
+        params = [self._vllm.SamplingParams(n=counts[i], temperature=temperature, max_tokens=max_tokens,
+                                            **self._defaults) if temperature > 0 else
+                  self._vllm.SamplingParams(n=1, temperature=0.0, max_tokens=max_tokens, **greedy)
+                  for i in asked]
+        requests = [{"prompt_token_ids": encoded[i]} for i in asked]
         with self._lock:
             started = time.perf_counter()
-            outputs = self._llm.generate(requests, [params] * len(requests), use_tqdm=False)
+            outputs = self._llm.generate(requests, params, use_tqdm=False)
             elapsed = time.perf_counter() - started
-            results = [
-                [Completion(text=o.text, source=self._source, tokens=len(o.token_ids)) for o in request.outputs]
-                for request in outputs
-            ]
+            for i, request in zip(asked, outputs, strict=True):
+                results[i] = [Completion(text=o.text, source=self._source, tokens=len(o.token_ids))
+                              for o in request.outputs]
             self.counters.add(len(prompts), results, elapsed)
         return results
 
