@@ -181,42 +181,6 @@ def cmd_advise(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench_verifier(args: argparse.Namespace) -> int:
-    from laser.bench import verifier
-
-    return verifier.main(args)
-
-
-def cmd_bench_generation(args: argparse.Namespace) -> int:
-    from laser.bench import generation
-
-    return generation.main(args)
-
-
-def cmd_bench_ted(args: argparse.Namespace) -> int:
-    from laser.bench import ted
-
-    return ted.main(args)
-
-
-def cmd_synth(args: argparse.Namespace) -> int:
-    from laser import synth
-
-    return synth.main(args)
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from laser import train
-
-    return train.main(args)
-
-
-def cmd_corpus(args: argparse.Namespace) -> int:
-    from laser import corpus
-
-    return corpus.main(args)
-
-
 def cmd_bench(args: argparse.Namespace) -> int:
     from laser.bench import harness
     from laser.bench.runner import BenchError
@@ -278,42 +242,26 @@ def build_parser() -> argparse.ArgumentParser:
     adv.add_argument("--databases", help="only statements of these databases (comma-separated; default: all)")
     adv.set_defaults(func=cmd_advise)
 
+    # Commands whose module brings its own arguments and main().
+    from laser import corpus, synth, train
     from laser.bench import generation, harness, ted, verifier
 
-    bv = sub.add_parser("bench-verifier", help="measure verifier overhead and parallel-pool throughput "
-                                               "on the SQL-pair fixtures (local cluster)")
-    verifier.add_arguments(bv)
-    bv.set_defaults(func=cmd_bench_verifier)
-
-    bg = sub.add_parser("bench-generation", help="a model backend's request time: generation vs verification, "
-                                                 "tokens per second (local cluster, demo database)")
-    generation.add_arguments(bg)
-    bg.set_defaults(func=cmd_bench_generation)
-
-    bt = sub.add_parser("bench-ted", help="LASER Eq. 3's structural distance: ours against zss and apted on a "
-                                          "corpus's real ASTs (time and agreement)")
-    ted.add_arguments(bt)
-    bt.set_defaults(func=cmd_bench_ted)
-
-    synth_parser = sub.add_parser("synth", help="create a database with a random foreign-key schema and skewed "
-                                                 "data (local cluster), for corpora on unseen schemas")
-    from laser import synth
-
-    synth.add_arguments(synth_parser)
-    synth_parser.set_defaults(func=cmd_synth)
-
-    corpus_parser = sub.add_parser("corpus", help="build a SQL-MCTS training corpus of verified (slow, fast) "
-                                                  "query pairs on a database (LASER section 4)")
-    from laser import corpus
-
-    corpus.add_arguments(corpus_parser)
-    corpus_parser.set_defaults(func=cmd_corpus)
-
-    train_parser = sub.add_parser("train", help="train a model on a corpus: sft (LASER section 5.1)")
-    from laser import train
-
-    train.add_arguments(train_parser)
-    train_parser.set_defaults(func=cmd_train)
+    for name, module, helptext in (
+        ("bench-verifier", verifier, "measure verifier overhead and parallel-pool throughput on the SQL-pair "
+                                     "fixtures (local cluster)"),
+        ("bench-generation", generation, "a model backend's request time: generation vs verification, tokens "
+                                         "per second (local cluster, demo database)"),
+        ("bench-ted", ted, "LASER Eq. 3's structural distance: ours against zss and apted on a corpus's real "
+                           "ASTs (time and agreement)"),
+        ("synth", synth, "create a database with a random foreign-key schema and skewed data (local cluster), "
+                         "for corpora on unseen schemas"),
+        ("corpus", corpus, "build a SQL-MCTS training corpus of verified (slow, fast) query pairs on a "
+                           "database (LASER section 4)"),
+        ("train", train, "train a model on a corpus: sft (LASER section 5.1)"),
+    ):
+        command = sub.add_parser(name, help=helptext)
+        module.add_arguments(command)
+        command.set_defaults(func=module.main)
 
     bench = sub.add_parser("bench", help="measure a workload (demo, TPC-H, TPC-DS, your files) with the "
                                          "papers' metrics, for the sidecar and replayed rewrites")
