@@ -100,3 +100,10 @@ def test_lora_training_learns_and_merges_into_a_plain_model(tmp_path: Path) -> N
     [[answer]] = TransformersBackend(tmp_path / "lora", device="cpu").generate(
         [Prompt("", Catalog(), examples[0][0])], n=1, max_tokens=8)
     assert answer.tokens >= 1
+
+
+def test_every_transformation_has_a_rationale() -> None:
+    from model.corpus.slowdowns import BY_NAME
+    from model.rationale import UNDO
+
+    assert set(BY_NAME) <= set(UNDO)

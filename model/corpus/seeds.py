@@ -13,7 +13,7 @@ here the same constraints drive a generator over the catalog, so it works offlin
   GROUP BY, and sometimes HAVING, a CTE read twice, a window function or a UNION ALL.
 
 ``generate`` is pure (schema facts in, SQL out, reproducible from the random generator); whether a
-seed runs, returns rows and is deterministic is decided by executing it (``build.admit``).
+seed runs, returns rows and is deterministic is decided by executing it (``grower.admit``).
 """
 from __future__ import annotations
 
