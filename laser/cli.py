@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "for corpora on unseen schemas"),
         ("corpus", corpus, "build a SQL-MCTS training corpus of verified (slow, fast) query pairs on a "
                            "database (LASER section 4)"),
-        ("train", train, "train a model on a corpus: sft (LASER section 5.1)"),
+        ("train", train, "train a model on a corpus: sft (LASER section 5.1), grpo (5.2, experimental)"),
     ):
         command = sub.add_parser(name, help=helptext)
         module.add_arguments(command)

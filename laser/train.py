@@ -12,6 +12,10 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from model.grpo.trainer import StepStats
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +39,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sft.add_argument("--log-every", type=int, default=10)
 
 
+    grpo = sub.add_parser("grpo", help="SQL-GRPO on a corpus (experimental: a rising reward is not shown yet)")
+    grpo.add_argument("--corpus", type=Path, required=True, help="a corpus JSONL written by `laser corpus`")
+    grpo.add_argument("--model-dir", type=Path, required=True, help="the starting (SFT) model, also the KL reference")
+    grpo.add_argument("--dsn", required=True, help="the corpus's database: rollouts are verified there (read-only)")
+    grpo.add_argument("--out", type=Path, required=True, help="where to write the trained model")
+    grpo.add_argument("--split", default="train")
+    grpo.add_argument("--steps", type=int, default=50)
+    grpo.add_argument("--prompts-per-step", type=int, default=4)
+    grpo.add_argument("--pilot", type=int, default=2, help="k_pilot rollouts per prompt (Eq. 9)")
+    grpo.add_argument("--budget", type=int, default=16, help="rollouts per step in all")
+    grpo.add_argument("--max-per-prompt", type=int, default=8)
+    grpo.add_argument("--no-adaptive", action="store_true", help="a fixed group size (standard GRPO)")
+    grpo.add_argument("--no-anchored", action="store_true", help="the group z-score instead of Eq. 10")
+    grpo.add_argument("--lr", type=float, default=1e-5)
+    grpo.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
+    grpo.add_argument("--kl", type=float, default=0.04, help="σ of Eq. 11")
+    grpo.add_argument("--max-new-tokens", type=int, default=512)
+    grpo.add_argument("--workers", type=int, default=2, help="verifier processes for the rewards")
+    grpo.add_argument("--seed", type=int, default=0)
+    grpo.add_argument("--log", type=Path, help="also write one JSON line per step here")
+    grpo.add_argument("--plot", type=Path, help="also draw the training curves as a PNG")
+
+
 def main(args: argparse.Namespace) -> int:
+    if args.stage == "grpo":
+        return grpo_main(args)
     from model.sft import train
     from model.sft_data import corpus_examples
 
@@ -59,3 +88,75 @@ def main(args: argparse.Namespace) -> int:
     print(f"trained {len(losses)} steps in {time.monotonic() - started:.0f} s: loss {losses[0]:.3f} -> "
           f"{losses[-1]:.3f}; saved to {args.out}")
     return 0
+
+
+def grpo_main(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from model.grpo.trainer import GrpoConfig, GrpoTrainer, Task
+    from model.pool import VerifierPool
+    from model.sft_data import corpus_prompts
+
+    try:
+        config = GrpoConfig(steps=args.steps, prompts_per_step=args.prompts_per_step, pilot=args.pilot,
+                            budget=args.budget, max_per_prompt=args.max_per_prompt, adaptive=not args.no_adaptive,
+                            anchored=not args.no_anchored, lr=args.lr, optimizer=args.optimizer, kl=args.kl,
+                            max_new_tokens=args.max_new_tokens, seed=args.seed)
+        prompts = corpus_prompts(args.corpus, None if args.split == "all" else args.split, args.dsn)
+    except (OSError, ValueError) as exc:
+        print(f"laser train grpo: {exc}", file=sys.stderr)
+        return 2
+    if not prompts:
+        print(f"laser train grpo: {args.corpus} has no {args.split} pairs", file=sys.stderr)
+        return 2
+    tasks = [Task(messages, row["slow_sql"]) for messages, row in prompts]
+    log = args.log.open("w") if args.log is not None else None
+    started = time.monotonic()
+    try:
+        with VerifierPool(args.dsn, workers=args.workers) as pool:
+            trainer = GrpoTrainer(args.model_dir, tasks, pool, config, log=lambda line: print(line, flush=True))
+            for number in range(1, config.steps + 1):
+                stats = trainer.step(number)
+                if log is not None:
+                    log.write(json.dumps(asdict(stats)) + "\n")
+                    log.flush()
+            trainer.save(args.out)
+    finally:
+        if log is not None:
+            log.close()
+    history = trainer.history
+    if args.plot is not None:
+        plot(history, args.plot)
+        print(f"plot: {args.plot}")
+    print(f"{len(history)} steps in {time.monotonic() - started:.0f} s; mean reward "
+          f"{history[0].mean_reward:.3f} (first step) -> {history[-1].mean_reward:.3f} (last); saved to {args.out}")
+    return 0
+
+
+def plot(history: list[StepStats], path: Path) -> None:
+    """Mean reward; valid, equivalent and faster shares; entropy and KL; rollouts per prompt."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [s.step for s in history]
+    figure, axes = plt.subplots(2, 2, figsize=(11, 7))
+    axes[0][0].plot(steps, [s.mean_reward for s in history])
+    axes[0][0].set_title("mean reward (LASER Eq. 7-8)")
+    for name in ("valid", "equivalent", "faster"):
+        axes[0][1].plot(steps, [getattr(s, name) for s in history], label=name)
+    axes[0][1].set_title("share of rollouts")
+    axes[0][1].legend()
+    axes[1][0].plot(steps, [s.entropy for s in history], label="token entropy")
+    axes[1][0].plot(steps, [s.kl for s in history], label="KL to the start model")
+    axes[1][0].legend()
+    axes[1][1].boxplot([s.per_prompt for s in history], positions=steps)
+    axes[1][1].set_title("rollouts per prompt (CADR)")
+    for ax in axes[1]:
+        ax.set_xlabel("step")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

@@ -1,5 +1,6 @@
-"""SFT examples from a SQL-MCTS corpus (LASER §5.1): the sidecar's own rewrite prompt for the slow
-query, and the fast seed as the target.
+"""Training prompts from a SQL-MCTS corpus: the sidecar's own rewrite prompt for each slow query,
+for SFT (LASER §5.1, with the fast seed as the target) and for SQL-GRPO (§5.2, with the slow
+query as the original its rollouts are verified against).
 
 The prompt is rendered by ``sidecar.prompting.prompts.rewrite_messages``, the function the sidecar
 serves with, from the same facts: with a database (``dsn``) the live catalog and the slow query's
@@ -17,6 +18,7 @@ from typing import Any
 
 from model.rationale import rationale
 from model.sft import Example
+from sidecar.backends.base import Message
 from sidecar.catalog import Catalog, Column, Table, load_catalog
 from sidecar.prompting.prompts import rewrite_messages
 from sidecar.verify import ReadOnlySession, guard
@@ -59,9 +61,10 @@ def target(seed_sql: str, path: Iterable[str], with_rationale: bool) -> str:
     return f"{text}\n\n{block}" if text else block
 
 
-def corpus_examples(corpus: Path, split: str | None = "train", with_rationale: bool = False,
-                    dsn: str | None = None) -> list[Example]:
-    """One example per pair of ``corpus`` (those of ``split``; None: every pair)."""
+def corpus_prompts(corpus: Path, split: str | None = "train", dsn: str | None = None
+                   ) -> list[tuple[tuple[Message, ...], dict[str, Any]]]:
+    """The sidecar's rewrite prompt for the slow query of every pair of ``corpus`` (those of
+    ``split``; None: every pair), with the pair itself."""
     rows = [json.loads(line) for line in corpus.read_text().splitlines() if line.strip()]
     rows = [r for r in rows if split is None or r.get("split") == split]
     manifest_path = corpus.with_name(corpus.name + ".schema.json")
@@ -69,7 +72,7 @@ def corpus_examples(corpus: Path, split: str | None = "train", with_rationale: b
         raise ValueError(f"{manifest_path} is missing: give --dsn, or keep the manifest beside the corpus")
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"tables": {}}
     session = ReadOnlySession.connect(dsn, None, statement_timeout_ms=30_000) if dsn is not None else None
-    examples: list[Example] = []
+    prompts: list[tuple[tuple[Message, ...], dict[str, Any]]] = []
     try:
         for row in rows:
             statement = guard(row["slow_sql"])
@@ -79,9 +82,15 @@ def corpus_examples(corpus: Path, split: str | None = "train", with_rationale: b
                 plan, _ = session.explain(statement.text)
             else:
                 catalog = catalog_from_manifest(manifest, statement.tables)
-            messages = rewrite_messages(statement.text, catalog, plan)
-            examples.append((messages, target(row["seed_sql"], row["path"], with_rationale)))
+            prompts.append((rewrite_messages(statement.text, catalog, plan), row))
     finally:
         if session is not None:
             session.close()
-    return examples
+    return prompts
+
+
+def corpus_examples(corpus: Path, split: str | None = "train", with_rationale: bool = False,
+                    dsn: str | None = None) -> list[Example]:
+    """One SFT example per pair of ``corpus`` (those of ``split``; None: every pair)."""
+    return [(messages, target(row["seed_sql"], row["path"], with_rationale))
+            for messages, row in corpus_prompts(corpus, split, dsn)]

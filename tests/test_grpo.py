@@ -79,3 +79,30 @@ def test_mean_reward_rises_over_a_short_grpo_run(toy_dsn: str, tmp_path: Path) -
     assert history[0].kl == 0.0 < history[-1].kl, lines  # the policy moved away from its reference
     assert any(s.faster > 0 for s in history), lines  # the verifier confirmed faster rewrites among the rollouts
     assert all(-3.0 <= s.mean_reward <= 3.0 for s in history)
+
+
+def test_laser_train_grpo_runs_on_a_corpus_and_writes_its_log_plot_and_model(toy_dsn: str, tmp_path: Path) -> None:
+    import json
+
+    from laser import cli
+    from model.corpus.build import schema_manifest
+
+    with psycopg.connect(toy_dsn, autocommit=True) as conn:
+        catalog = load_catalog(conn, [("public", "products"), ("public", "orders")])
+        manifest = schema_manifest(conn)
+    corpus = tmp_path / "toy.jsonl"
+    rows = [{"seed_sql": seed, "slow_sql": exists_to_count(structure.parse(seed), catalog).sql(dialect="postgres"),
+             "path": ["exists_to_count"], "split": "train"} for seed in SEEDS]
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    corpus.with_name(corpus.name + ".schema.json").write_text(json.dumps(manifest))
+    model_dir = build_tiny_model(tmp_path / "base", SEEDS, seed=0)
+    out, log, plot = tmp_path / "grpo", tmp_path / "grpo.jsonl", tmp_path / "grpo.png"
+    code = cli.main(["train", "grpo", "--corpus", str(corpus), "--model-dir", str(model_dir), "--dsn", toy_dsn,
+                     "--out", str(out), "--steps", "2", "--prompts-per-step", "2", "--budget", "6", "--pilot", "2",
+                     "--max-new-tokens", "24", "--workers", "1", "--log", str(log), "--plot", str(plot)])
+    assert code == 0
+    steps = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [s["step"] for s in steps] == [1, 2] and all(s["rollouts"] == 6 for s in steps)
+    assert (out / "config.json").is_file() and plot.stat().st_size > 10_000
+    assert cli.main(["train", "grpo", "--corpus", str(tmp_path / "missing.jsonl"), "--model-dir", str(model_dir),
+                     "--dsn", toy_dsn, "--out", str(out)]) == 2

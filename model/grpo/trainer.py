@@ -24,7 +24,7 @@ Status: the loop runs end to end (tests/test_grpo.py: ragged CADR groups, verifi
 the update). A rising mean reward has not been shown yet: on a two-prompt toy with a tiny model,
 20 steps of 12 rollouts did not raise the expected reward reliably with AdamW or SGD. One batch's
 update moves the right way (positive-advantage rollouts gain log-probability); larger batches, a
-real corpus and a real base model are the next measurement. No ``laser train grpo`` command yet.
+real corpus and a real base model are the next measurement. ``laser train grpo`` runs it.
 """
 from __future__ import annotations
 
