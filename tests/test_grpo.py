@@ -47,7 +47,8 @@ def toy_dsn(cluster: LocalCluster) -> str:
     return cluster.dsn("laser_grpo_toy", demo.DEMO_ROLE)
 
 
-def test_mean_reward_rises_over_a_short_grpo_run(toy_dsn: str, tmp_path: Path) -> None:
+def test_grpo_steps_roll_out_ragged_groups_rewarded_by_the_verifier_and_move_the_policy(
+        toy_dsn: str, tmp_path: Path) -> None:
     with psycopg.connect(toy_dsn, autocommit=True) as conn:
         catalog = load_catalog(conn, [("public", "products"), ("public", "orders")])
     tasks, answers = [], []
@@ -81,7 +82,8 @@ def test_mean_reward_rises_over_a_short_grpo_run(toy_dsn: str, tmp_path: Path) -
     assert all(-3.0 <= s.mean_reward <= 3.0 for s in history)
 
 
-def test_laser_train_grpo_runs_on_a_corpus_and_writes_its_log_plot_and_model(toy_dsn: str, tmp_path: Path) -> None:
+def test_laser_train_grpo_runs_on_a_corpus_and_writes_its_log_plot_and_model(
+        toy_dsn: str, tmp_path: Path) -> None:
     import json
 
     from laser import cli
