@@ -55,6 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     grpo.add_argument("--lr", type=float, default=1e-5)
     grpo.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
     grpo.add_argument("--kl", type=float, default=0.04, help="σ of Eq. 11")
+    grpo.add_argument("--updates-per-batch", type=int, default=1,
+                      help="μ: optimizer steps on each batch of rollouts, the ratio clipped (Eq. 11); default 1")
+    grpo.add_argument("--eval-samples", type=int, default=0,
+                      help="before and after training, estimate the expected reward from this many sampled "
+                           "rollouts of every prompt (same random numbers both times); default 0: no estimate")
     grpo.add_argument("--max-new-tokens", type=int, default=512)
     grpo.add_argument("--workers", type=int, default=2, help="verifier processes for the rewards")
     grpo.add_argument("--seed", type=int, default=0)
@@ -102,7 +107,8 @@ def grpo_main(args: argparse.Namespace) -> int:
         config = GrpoConfig(steps=args.steps, prompts_per_step=args.prompts_per_step, pilot=args.pilot,
                             budget=args.budget, max_per_prompt=args.max_per_prompt, adaptive=not args.no_adaptive,
                             anchored=not args.no_anchored, lr=args.lr, optimizer=args.optimizer, kl=args.kl,
-                            max_new_tokens=args.max_new_tokens, seed=args.seed)
+                            updates_per_batch=args.updates_per_batch, max_new_tokens=args.max_new_tokens,
+                            seed=args.seed)
         prompts = corpus_prompts(args.corpus, None if args.split == "all" else args.split, args.dsn)
     except (OSError, ValueError) as exc:
         print(f"laser train grpo: {exc}", file=sys.stderr)
@@ -116,11 +122,13 @@ def grpo_main(args: argparse.Namespace) -> int:
     try:
         with VerifierPool(args.dsn, workers=args.workers) as pool:
             trainer = GrpoTrainer(args.model_dir, tasks, pool, config, log=lambda line: print(line, flush=True))
+            before = trainer.evaluate(args.eval_samples) if args.eval_samples > 0 else None
             for number in range(1, config.steps + 1):
                 stats = trainer.step(number)
                 if log is not None:
                     log.write(json.dumps(asdict(stats)) + "\n")
                     log.flush()
+            after = trainer.evaluate(args.eval_samples) if args.eval_samples > 0 else None
             trainer.save(args.out)
     finally:
         if log is not None:
@@ -131,6 +139,9 @@ def grpo_main(args: argparse.Namespace) -> int:
         print(f"plot: {args.plot}")
     print(f"{len(history)} steps in {time.monotonic() - started:.0f} s; mean reward "
           f"{history[0].mean_reward:.3f} (first step) -> {history[-1].mean_reward:.3f} (last); saved to {args.out}")
+    if before is not None and after is not None:
+        print(f"expected reward ({args.eval_samples} rollouts of each of {len(tasks)} prompts): "
+              f"{before:.3f} before -> {after:.3f} after")
     return 0
 
 
