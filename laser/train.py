@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="targets start with a short rationale from the transformation path")
     sft.add_argument("--lora-r", type=int, default=0, help="train a LoRA adapter of this rank and merge it "
                                                            "(default 0: all weights)")
+    sft.add_argument("--adapter-only", action="store_true",
+                     help="with --lora-r: write the PEFT adapter alone (a few MB) instead of merging it into a "
+                          "full model; serve it with `laser sidecar --model-dir BASE --adapter DIR`")
     sft.add_argument("--epochs", type=float, default=1.0, help="passes over the examples (default 1)")
     sft.add_argument("--steps", type=int, help="optimizer steps (overrides --epochs)")
     sft.add_argument("--lr", type=float, default=1e-4)
@@ -60,6 +63,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     grpo.add_argument("--eval-samples", type=int, default=0,
                       help="before and after training, estimate the expected reward from this many sampled "
                            "rollouts of every prompt (same random numbers both times); default 0: no estimate")
+    grpo.add_argument("--reward", choices=["laser", "spa"], default="laser",
+                      help="laser: LASER Eq. 7-8 (default); spa: SPA's milestone reward (Eq. 3)")
+    grpo.add_argument("--no-pgars", action="store_true", help="with --reward spa: every milestone gate open")
+    grpo.add_argument("--gate-threshold", type=float, default=0.5, help="τ of SPA Eq. 2 (default 0.5)")
+    grpo.add_argument("--self-improve-steps", type=int, default=0,
+                      help="after --steps, this many steps on a 1:1 blend with the slow rewrites mined from the "
+                           "rollouts (SPA §3.6); default 0")
+    grpo.add_argument("--min-win", type=float, default=1.1,
+                      help="self-improvement mines a group only if one of its rollouts won by this much")
+    grpo.add_argument("--lora-r", type=int, default=0,
+                      help="train a LoRA adapter of this rank (written alone to --out) instead of all weights")
+    grpo.add_argument("--adapter", type=Path,
+                      help="a PEFT adapter of --model-dir to start from (and to keep as the KL reference); "
+                           "the trained adapter is written to --out")
     grpo.add_argument("--max-new-tokens", type=int, default=512)
     grpo.add_argument("--workers", type=int, default=2, help="verifier processes for the rewards")
     grpo.add_argument("--seed", type=int, default=0)
@@ -86,10 +103,13 @@ def main(args: argparse.Namespace) -> int:
     if args.dsn is None:
         print("note: without --dsn the prompts carry no EXPLAIN plan, while served prompts do", file=sys.stderr)
     steps = args.steps or max(1, math.ceil(len(examples) * args.epochs / args.batch_size))
+    if args.adapter_only and not args.lora_r:
+        print("laser train sft: --adapter-only needs --lora-r", file=sys.stderr)
+        return 2
     print(f"{len(examples)} examples, {steps} steps, batch {args.batch_size}, lr {args.lr}"
           + (f", LoRA r={args.lora_r}" if args.lora_r else ", all weights"), flush=True)
     losses = train(args.model_dir, examples, steps=steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
-                   log_every=args.log_every, out_dir=args.out, lora_r=args.lora_r)
+                   log_every=args.log_every, out_dir=args.out, lora_r=args.lora_r, merge=not args.adapter_only)
     print(f"trained {len(losses)} steps in {time.monotonic() - started:.0f} s: loss {losses[0]:.3f} -> "
           f"{losses[-1]:.3f}; saved to {args.out}")
     return 0
@@ -101,14 +121,21 @@ def grpo_main(args: argparse.Namespace) -> int:
 
     from model.grpo.trainer import GrpoConfig, GrpoTrainer, Task
     from model.pool import VerifierPool
-    from model.sft_data import corpus_prompts
+    from model.rewards import SpaRewardConfig
+    from model.sft_data import PromptRenderer, corpus_prompts
 
     try:
         config = GrpoConfig(steps=args.steps, prompts_per_step=args.prompts_per_step, pilot=args.pilot,
                             budget=args.budget, max_per_prompt=args.max_per_prompt, adaptive=not args.no_adaptive,
                             anchored=not args.no_anchored, lr=args.lr, optimizer=args.optimizer, kl=args.kl,
                             updates_per_batch=args.updates_per_batch, max_new_tokens=args.max_new_tokens,
-                            seed=args.seed)
+                            seed=args.seed, reward=args.reward, pgars=not args.no_pgars,
+                            spa=SpaRewardConfig(gate_threshold=args.gate_threshold),
+                            self_improve_steps=args.self_improve_steps, min_win=args.min_win, lora_r=args.lora_r)
+        if args.adapter is not None and args.lora_r:
+            raise ValueError("give --adapter (go on training that adapter) or --lora-r (a new one), not both")
+        if args.adapter is not None and not (args.adapter / "adapter_config.json").is_file():
+            raise ValueError(f"{args.adapter} is not a PEFT adapter directory (no adapter_config.json)")
         prompts = corpus_prompts(args.corpus, None if args.split == "all" else args.split, args.dsn)
     except (OSError, ValueError) as exc:
         print(f"laser train grpo: {exc}", file=sys.stderr)
@@ -119,12 +146,14 @@ def grpo_main(args: argparse.Namespace) -> int:
     tasks = [Task(messages, row["slow_sql"]) for messages, row in prompts]
     log = args.log.open("w") if args.log is not None else None
     started = time.monotonic()
+    renderer = PromptRenderer.for_corpus(args.corpus, args.dsn) if config.self_improve_steps else None
     try:
         with VerifierPool(args.dsn, workers=args.workers) as pool:
-            trainer = GrpoTrainer(args.model_dir, tasks, pool, config, log=lambda line: print(line, flush=True))
+            trainer = GrpoTrainer(args.model_dir, tasks, pool, config, log=lambda line: print(line, flush=True),
+                                  render=renderer.render if renderer is not None else None, adapter=args.adapter)
             before = trainer.evaluate(args.eval_samples) if args.eval_samples > 0 else None
-            for number in range(1, config.steps + 1):
-                stats = trainer.step(number)
+            for number in range(1, config.steps + config.self_improve_steps + 1):
+                stats = trainer.step(number, "base" if number <= config.steps else "self-improve")
                 if log is not None:
                     log.write(json.dumps(asdict(stats)) + "\n")
                     log.flush()
@@ -133,6 +162,8 @@ def grpo_main(args: argparse.Namespace) -> int:
     finally:
         if log is not None:
             log.close()
+        if renderer is not None:
+            renderer.close()
     history = trainer.history
     if args.plot is not None:
         plot(history, args.plot)

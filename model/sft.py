@@ -74,6 +74,7 @@ def train(
     log_every: int = 50,
     out_dir: str | Path | None = None,
     lora_r: int = 0,
+    merge: bool = True,
 ) -> list[float]:
     """Fine-tune the model in ``model_dir`` on ``examples`` for ``steps`` optimizer steps with TRL's
     ``SFTTrainer`` and save model and tokenizer to ``out_dir`` (default: ``model_dir``). Returns the
@@ -83,7 +84,8 @@ def train(
     already tokenized with a completion mask, so TRL's completion-only loss covers exactly the
     completion and its EOS. ``lora_r`` > 0 trains a PEFT LoRA adapter of that rank on every linear
     layer instead of all weights, then merges it, so ``out_dir`` is a plain model directory the
-    sidecar loads unchanged. bf16 on a GPU that supports it, fp32 on the CPU.
+    sidecar loads unchanged; with ``merge=False`` the adapter alone is written (PEFT's format), which
+    the sidecar loads with ``--adapter`` over the base. bf16 on a GPU that supports it, fp32 on the CPU.
     """
     from datasets import Dataset
     from trl.trainer.sft_config import SFTConfig
@@ -124,7 +126,7 @@ def train(
                              processing_class=tokenizer, peft_config=peft_config, callbacks=[losses])
         trainer.train()
     trained: Any = trainer.model
-    if lora_r > 0:
+    if lora_r > 0 and merge:
         trained = trained.merge_and_unload()
     trained.eval()
     target.mkdir(parents=True, exist_ok=True)

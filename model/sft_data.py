@@ -61,32 +61,53 @@ def target(seed_sql: str, path: Iterable[str], with_rationale: bool) -> str:
     return f"{text}\n\n{block}" if text else block
 
 
+class PromptRenderer:
+    """The sidecar's rewrite prompt for any query of the corpus's database: from the live catalog
+    and the query's EXPLAIN plan when ``dsn`` is given (one read-only session, kept until
+    ``close``), otherwise from the schema ``manifest`` without a plan. Used for the corpus's slow
+    queries, and by SQL-GRPO's self-improvement for the slow rewrites it mines (SPA §3.6)."""
+
+    def __init__(self, manifest: dict[str, Any], dsn: str | None = None) -> None:
+        self.manifest = manifest
+        self.session = ReadOnlySession.connect(dsn, None, statement_timeout_ms=30_000) if dsn is not None else None
+
+    @classmethod
+    def for_corpus(cls, corpus: Path, dsn: str | None = None) -> PromptRenderer:
+        manifest_path = corpus.with_name(corpus.name + ".schema.json")
+        if dsn is None and not manifest_path.is_file():
+            raise ValueError(f"{manifest_path} is missing: give --dsn, or keep the manifest beside the corpus")
+        return cls(json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"tables": {}}, dsn)
+
+    def render(self, sql: str) -> tuple[Message, ...]:
+        """Raises GuardError for a statement the sidecar would not take either."""
+        statement = guard(sql)
+        plan = None
+        if self.session is not None:
+            catalog = load_catalog(self.session.connection, list(statement.tables))
+            plan, _ = self.session.explain(statement.text)
+        else:
+            catalog = catalog_from_manifest(self.manifest, statement.tables)
+        return rewrite_messages(statement.text, catalog, plan)
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+
+    def __enter__(self) -> PromptRenderer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def corpus_prompts(corpus: Path, split: str | None = "train", dsn: str | None = None
                    ) -> list[tuple[tuple[Message, ...], dict[str, Any]]]:
     """The sidecar's rewrite prompt for the slow query of every pair of ``corpus`` (those of
     ``split``; None: every pair), with the pair itself."""
     rows = [json.loads(line) for line in corpus.read_text().splitlines() if line.strip()]
     rows = [r for r in rows if split is None or r.get("split") == split]
-    manifest_path = corpus.with_name(corpus.name + ".schema.json")
-    if dsn is None and not manifest_path.is_file():
-        raise ValueError(f"{manifest_path} is missing: give --dsn, or keep the manifest beside the corpus")
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"tables": {}}
-    session = ReadOnlySession.connect(dsn, None, statement_timeout_ms=30_000) if dsn is not None else None
-    prompts: list[tuple[tuple[Message, ...], dict[str, Any]]] = []
-    try:
-        for row in rows:
-            statement = guard(row["slow_sql"])
-            plan = None
-            if session is not None:
-                catalog = load_catalog(session.connection, list(statement.tables))
-                plan, _ = session.explain(statement.text)
-            else:
-                catalog = catalog_from_manifest(manifest, statement.tables)
-            prompts.append((rewrite_messages(statement.text, catalog, plan), row))
-    finally:
-        if session is not None:
-            session.close()
-    return prompts
+    with PromptRenderer.for_corpus(corpus, dsn) as renderer:
+        return [(renderer.render(row["slow_sql"]), row) for row in rows]
 
 
 def corpus_examples(corpus: Path, split: str | None = "train", with_rationale: bool = False,

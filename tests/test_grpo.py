@@ -141,3 +141,73 @@ def test_laser_train_grpo_runs_on_a_corpus_and_writes_its_log_plot_and_model(
     assert (out / "config.json").is_file() and plot.stat().st_size > 10_000
     assert cli.main(["train", "grpo", "--corpus", str(tmp_path / "missing.jsonl"), "--model-dir", str(model_dir),
                      "--dsn", toy_dsn, "--out", str(out)]) == 2
+
+
+def test_self_improvement_mines_verified_slow_rewrites_from_groups_that_also_won(
+        toy_dsn: str, tmp_path: Path) -> None:
+    """SPA §3.6 with real verdicts: in a group where one rollout is verified faster, a rollout that
+    is equivalent but slower becomes a new prompt, rendered like any other; a group without a win
+    gives nothing."""
+    from model.grpo.trainer import Rollout
+    from model.pool import Job
+    from model.sft_data import PromptRenderer
+
+    with psycopg.connect(toy_dsn, autocommit=True) as conn:
+        catalog = load_catalog(conn, [("public", "products"), ("public", "orders")])
+    seed = SEEDS[0]
+    slow = exists_to_count(structure.parse(seed), catalog)
+    assert slow is not None
+    slow_sql = slow.sql(dialect="postgres")
+    # Equivalent on any data (a count is never negative), and slower: 1.8 million pairs counted.
+    slower = f"{slow_sql.rstrip()} HAVING (SELECT count(*) FROM orders AS o2, products AS p2) >= 0"
+    model_dir = build_tiny_model(tmp_path / "base", [seed, slow_sql], seed=0)
+    config = GrpoConfig(steps=1, self_improve_steps=1, prompts_per_step=1, pilot=1, budget=2, max_new_tokens=8)
+    with VerifierPool(toy_dsn, workers=1) as pool, PromptRenderer({"tables": {}}, toy_dsn) as renderer:
+        trainer = GrpoTrainer(model_dir, [Task(rewrite_messages(slow_sql, catalog), slow_sql)], pool, config,
+                              render=renderer.render, log=lambda _: None)
+        won, lost = pool.verify_many([Job(slow_sql, seed), Job(slow_sql, slower)])
+        assert won.status.value == "faster" and lost.equivalent and lost.speedup < 1.0, (won, lost)
+
+        def rollout(sql: str, outcome: object) -> Rollout:
+            return Rollout(0, [1], f"```sql\n{sql}\n```", 0.0, result=outcome)  # type: ignore[arg-type]
+
+        assert trainer._mine([rollout(slower, lost)]) == 0  # no win in the group: not known to be optimizable
+        assert trainer._mine([rollout(seed, won), rollout(slower, lost)]) == 1
+        assert trainer._mine([rollout(seed, won), rollout(slower, lost)]) == 0  # already mined
+    assert len(trainer.tasks) == 2 and trainer.tasks[1].original.startswith(slow_sql.rstrip())
+    assert "HAVING" in trainer.tasks[1].messages[-1].content  # the mined rewrite is the new prompt's query
+    assert trainer._choose("self-improve").count(1) == 1 and trainer._choose("base") == [0]
+
+
+def test_laser_train_grpo_trains_a_lora_adapter_with_spa_rewards_and_the_sidecar_serves_it(
+        toy_dsn: str, tmp_path: Path) -> None:
+    import json
+
+    from laser import cli
+    from model.corpus.build import schema_manifest
+    from sidecar.backends.transformers_backend import TransformersBackend
+
+    with psycopg.connect(toy_dsn, autocommit=True) as conn:
+        catalog = load_catalog(conn, [("public", "products"), ("public", "orders")])
+        manifest = schema_manifest(conn)
+    corpus = tmp_path / "toy.jsonl"
+    rows = [{"seed_sql": seed, "slow_sql": exists_to_count(structure.parse(seed), catalog).sql(dialect="postgres"),
+             "path": ["exists_to_count"], "split": "train"} for seed in SEEDS]
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    corpus.with_name(corpus.name + ".schema.json").write_text(json.dumps(manifest))
+    model_dir = build_tiny_model(tmp_path / "base", SEEDS, seed=0)
+    common = ["--corpus", str(corpus), "--model-dir", str(model_dir), "--dsn", toy_dsn, "--prompts-per-step", "2",
+              "--budget", "4", "--pilot", "2", "--max-new-tokens", "16", "--workers", "1", "--lr", "1e-2"]
+    first, log = tmp_path / "adapter", tmp_path / "grpo.jsonl"
+    assert cli.main(["train", "grpo", *common, "--out", str(first), "--steps", "1", "--self-improve-steps", "1",
+                     "--reward", "spa", "--gate-threshold", "0.25", "--lora-r", "4", "--log", str(log)]) == 0
+    steps = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [s["phase"] for s in steps] == ["base", "self-improve"]
+    assert all(sum(s["budget_by_complexity"].values()) == s["rollouts"] for s in steps)
+    assert (first / "adapter_config.json").is_file() and not (first / "model.safetensors").exists()
+    second = tmp_path / "adapter2"
+    assert cli.main(["train", "grpo", *common, "--out", str(second), "--steps", "1", "--adapter", str(first)]) == 0
+    served = TransformersBackend(model_dir, device="cpu", adapter=second)
+    assert served.info().details["adapter"] == str(second.resolve())
+    assert cli.main(["train", "grpo", *common, "--out", str(second), "--adapter", str(first), "--lora-r", "4"]) == 2
+    assert cli.main(["train", "grpo", *common, "--out", str(second), "--adapter", str(model_dir)]) == 2

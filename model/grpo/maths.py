@@ -165,6 +165,26 @@ def allocate(weights: Sequence[float], budget: int, pilot: int, max_per_prompt: 
     return counts
 
 
+def slow_rewrites(equivalent: Sequence[bool], speedups: Sequence[float], min_win: float = 1.1) -> list[int]:
+    """SPA §3.6's mining over one rollout group: the indices of the rollouts that are verified
+    equivalent but were measured slower than the original (C_slow: T(q̂) > T(q), a speedup below 1;
+    0 means not timed), kept only when another rollout of the group won by at least ``min_win``
+    (the query can be optimized).
+
+    >>> slow_rewrites([True, True, False, True], [2.0, 0.6, 0.0, 0.95])
+    [1, 3]
+    >>> slow_rewrites([True, True], [1.05, 0.6])  # no win in the group: the query may not be optimizable
+    []
+    >>> slow_rewrites([True, False], [1.5, 0.5])  # a slower rewrite that is not equivalent is not mined
+    []
+    """
+    if len(equivalent) != len(speedups):
+        raise ValueError("one equivalence verdict per speedup")
+    if not any(e and s >= min_win for e, s in zip(equivalent, speedups, strict=True)):
+        return []
+    return [i for i, (e, s) in enumerate(zip(equivalent, speedups, strict=True)) if e and 0.0 < s < 1.0]
+
+
 def _check(rewards: Sequence[float]) -> None:
     if not rewards:
         raise ValueError("a group needs at least one reward")
