@@ -47,6 +47,9 @@ class SidecarConfig:
     or GPU) or "vllm" (a local model in an in-process vLLM engine, GPU)."""
     model_dir: str = ""
     """The model directory (Hugging Face format) for the transformers and vllm backends."""
+    adapter: str = ""
+    """A PEFT LoRA adapter of ``model_dir`` (e.g. written by ``laser train grpo --lora-r``): the
+    transformers backend merges it into the base at load, the vllm backend serves it as a LoRA."""
     device: str = "auto"
     """transformers backend: "auto" (cuda when available), "cpu", "cuda" or "cuda:N"."""
     with_rules: bool = field(default=True, metadata={"flag": "rules"})
@@ -99,6 +102,8 @@ class SidecarConfig:
             raise ValueError(f"unknown backend {self.backend!r}; available: {', '.join(BACKENDS)}")
         if self.backend != "rules" and not self.model_dir:
             raise ValueError(f"the {self.backend} backend needs a model directory (--model-dir)")
+        if self.adapter and self.backend == "rules":
+            raise ValueError("an adapter (--adapter) needs a model backend: transformers or vllm")
         for name in ("max_candidates", "statement_timeout_ms", "timed_runs", "max_concurrent", "min_parameter_sets",
                      "max_new_tokens"):
             if getattr(self, name) <= 0:

@@ -173,7 +173,7 @@ class RewritePipeline:
         demonstration pool for model prompts. Raises BackendError when the model cannot be loaded."""
         if config.backend == "rules":
             return cls(config, rules=RulesBackend())
-        model = load_backend(config.backend, config.model_dir, config.device)
+        model = load_backend(config.backend, config.model_dir, config.device, config.adapter)
         pool = None
         if config.demonstrations > 0:
             embedder = Embedder()

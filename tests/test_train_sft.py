@@ -102,6 +102,37 @@ def test_lora_training_learns_and_merges_into_a_plain_model(tmp_path: Path) -> N
     assert answer.tokens >= 1
 
 
+def test_an_adapter_alone_serves_what_the_merged_model_serves(tmp_path: Path) -> None:
+    from model.sft import train
+    from sidecar.backends.base import Message, Prompt
+    from sidecar.backends.errors import BackendError
+    from sidecar.catalog import Catalog
+    from sidecar.config import SidecarConfig
+
+    examples = [((Message("system", "Rewrite."), Message("user", "SELECT a FROM t WHERE x + 0 = 1")),
+                 "```sql\nSELECT a FROM t WHERE x = 1\n```")]
+    base = build_tiny_model(tmp_path / "base", [m.content for e, _ in examples for m in e] + [t for _, t in examples])
+    for name, merge in (("merged", True), ("adapter", False)):
+        train(base, examples, steps=30, lr=1e-2, batch_size=1, out_dir=tmp_path / name, lora_r=4, log_every=0,
+              merge=merge, seed=3)
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+    assert sum(f.stat().st_size for f in (tmp_path / "adapter").iterdir()) < (tmp_path / "merged" /
+                                                                             "model.safetensors").stat().st_size
+    prompt = [Prompt("", Catalog(), examples[0][0])]
+    merged = TransformersBackend(tmp_path / "merged", device="cpu").generate(prompt, n=1, max_tokens=16)
+    served = TransformersBackend(base, device="cpu", adapter=tmp_path / "adapter")
+    assert served.generate(prompt, n=1, max_tokens=16)[0][0].text == merged[0][0].text
+    assert "adapter" in served.info().model
+    plain = TransformersBackend(base, device="cpu").generate(prompt, n=1, max_tokens=16)
+    assert plain[0][0].text != merged[0][0].text  # the adapter did change what the base says
+    with pytest.raises(BackendError, match="not a PEFT adapter"):
+        TransformersBackend(base, device="cpu", adapter=tmp_path / "merged")
+    with pytest.raises(ValueError, match="needs a model backend"):
+        SidecarConfig(dsn="host=/tmp", adapter=str(tmp_path / "adapter"))
+    assert cli.main(["train", "sft", "--corpus", str(tmp_path / "none.jsonl"), "--model-dir", str(base),
+                     "--out", str(tmp_path / "x"), "--adapter-only"]) == 2
+
+
 def test_every_transformation_has_a_rationale() -> None:
     from model.corpus.slowdowns import BY_NAME
     from model.rationale import UNDO

@@ -49,6 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="rules", choices=["rules", "transformers", "vllm"],
                    help="the sidecar backend to benchmark (default rules)")
     p.add_argument("--model-dir", default="", help="the model directory for the transformers and vllm backends")
+    p.add_argument("--adapter", default="", help="a PEFT LoRA adapter of --model-dir (e.g. from laser train grpo "
+                                                 "--lora-r) to measure with it")
     p.add_argument("--device", default="auto", help="transformers backend: auto, cpu, cuda, cuda:N")
     p.add_argument("--no-rewrite", action="store_true", help="measure only the original and replay files")
     p.add_argument("--max-candidates", type=int, help="candidates the pipeline verifies per query")
@@ -146,7 +148,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     methods: list[Method] = []
     if not args.no_rewrite:
         methods.append(PipelineMethod(dsn, args.backend, args.timeout, args.max_candidates, args.model_dir,
-                                      args.device))
+                                      args.device, args.adapter))
     methods.extend(replays)
     out = Path(args.json_out) if args.json_out else LocalCluster.default().state_dir / "bench" / f"{label}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

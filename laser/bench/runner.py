@@ -162,7 +162,8 @@ class PipelineMethod:
     """The sidecar's rewrite pipeline, in process: a backend's candidates, verified."""
 
     def __init__(self, dsn: str, backend_name: str = "rules", timeout_s: float = 300.0,
-                 max_candidates: int | None = None, model_dir: str = "", device: str = "auto") -> None:
+                 max_candidates: int | None = None, model_dir: str = "", device: str = "auto",
+                 adapter: str = "") -> None:
         from sidecar.backends.errors import BackendError
         from sidecar.config import SidecarConfig
         from sidecar.pipeline import RewritePipeline
@@ -177,7 +178,7 @@ class PipelineMethod:
         self.max_candidates = max_candidates
         try:
             config = SidecarConfig(dsn=make_conninfo("", **params), backend=backend_name, cache_ttl_s=0,
-                                   model_dir=model_dir, device=device)
+                                   model_dir=model_dir, device=device, adapter=adapter)
             self.pipeline = RewritePipeline.from_config(config)
         except (ValueError, BackendError) as exc:
             raise BenchError(str(exc)) from None

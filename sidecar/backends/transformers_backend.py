@@ -40,6 +40,33 @@ _DTYPES: dict[str, torch.dtype] = {
 _CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
 
 
+def require_adapter_dir(adapter: str | Path) -> Path:
+    """``adapter`` resolved, or BackendError when it is not a PEFT adapter directory.
+
+    >>> require_adapter_dir("/nonexistent/adapter")
+    Traceback (most recent call last):
+    ...
+    sidecar.backends.errors.BackendError: /nonexistent/adapter is not a PEFT adapter directory (no adapter_config.json)
+    """
+    path = Path(adapter).expanduser().resolve()
+    if not (path / "adapter_config.json").is_file():
+        raise BackendError(f"{adapter} is not a PEFT adapter directory (no adapter_config.json)")
+    return path
+
+
+def merge_adapter(model: Any, adapter: Path) -> Any:
+    """``model`` with the LoRA adapter in ``adapter`` merged into its weights (generation then
+    costs what the base costs); BackendError when the adapter does not fit the model."""
+    try:
+        from peft import PeftModel
+    except ImportError as exc:
+        raise BackendError("an adapter needs PEFT: pip install 'laser-pg[train]'") from exc
+    try:
+        return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    except Exception as exc:  # a shape or key mismatch: the adapter belongs to another base
+        raise BackendError(f"the adapter in {adapter} does not fit the model: {exc}") from exc
+
+
 def require_model_dir(model_dir: str | Path) -> Path:
     """The absolute model directory, or :class:`BackendError` when it is missing or has no config.json.
 
@@ -212,10 +239,12 @@ class TransformersBackend:
         device: str = "auto",
         dtype: str | torch.dtype = "auto",
         batch_size: int = 8,
+        adapter: str | Path | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
         self._path = require_model_dir(model_dir)
+        self.adapter = require_adapter_dir(adapter) if adapter is not None else None
         self.model = str(self._path)
         self.batch_size = batch_size
         self._device = resolve_device(device)
@@ -224,9 +253,12 @@ class TransformersBackend:
             self._tokenizer = AutoTokenizer.from_pretrained(self._path, local_files_only=True)
             # Any: transformers' decorated ``PreTrainedModel.to`` does not type-check under mypy.
             loaded: Any = AutoModelForCausalLM.from_pretrained(self._path, local_files_only=True, dtype=self._dtype)
-            self._model = loaded.to(self._device)
         except Exception as exc:  # any failure to load is reported against the directory
             raise BackendError(f"cannot load a causal language model from {self._path}: {exc}") from exc
+        if self.adapter is not None:
+            loaded = merge_adapter(loaded, self.adapter)
+            self.model = f"{self._path} + {self.adapter}"
+        self._model = loaded.to(self._device)
         self._model.eval()
         self._eos_ids = self._end_of_sequence_ids()
         if self._tokenizer.pad_token_id is None:
@@ -236,7 +268,7 @@ class TransformersBackend:
         self._pad_id = int(self._tokenizer.pad_token_id)
         self._context = context_length(self._model.config)
         self._parameters = sum(p.numel() for p in self._model.parameters())
-        self._source = f"{self.name}:{self._path.name}"
+        self._source = f"{self.name}:{self._path.name}" + (f"+{self.adapter.name}" if self.adapter else "")
         self._lock = threading.Lock()
         self.counters = GenerationCounters()
 
@@ -289,6 +321,7 @@ class TransformersBackend:
             "chat_template": uses_chat_template(self._tokenizer),
             "architecture": (getattr(self._model.config, "architectures", None) or [""])[0],
             "batch_size": self.batch_size,
+            "adapter": str(self.adapter) if self.adapter is not None else None,
             "transformers": transformers.__version__,
             "torch": torch.__version__,
             **asdict(self.counters),

@@ -54,6 +54,7 @@ class VllmBackend:
         gpu_memory_utilization: float = 0.85,
         max_model_len: int | None = None,
         seed: int | None = None,
+        adapter: str | Path | None = None,
     ) -> None:
         try:
             import vllm
@@ -65,6 +66,7 @@ class VllmBackend:
         from sidecar.backends.transformers_backend import (
             GenerationCounters,
             context_length,
+            require_adapter_dir,
             require_model_dir,
         )
 
@@ -76,6 +78,20 @@ class VllmBackend:
             options["max_model_len"] = max_model_len
         if seed is not None:
             options["seed"] = seed
+        self.adapter = require_adapter_dir(adapter) if adapter is not None else None
+        self._lora: Any = None
+        if self.adapter is not None:
+            # vLLM serves the adapter beside the base weights: enable LoRA with the adapter's rank
+            # and name it in every generate call.
+            import json
+
+            from vllm.lora.request import LoRARequest
+
+            rank = int(json.loads((self.adapter / "adapter_config.json").read_text()).get("r", 16))
+            options.update(enable_lora=True, max_lora_rank=next(v for v in (8, 16, 32, 64, 128, 256, 512) if v >= rank),
+                           max_loras=1)
+            self._lora = LoRARequest(self.adapter.name, 1, str(self.adapter))
+            self.model = f"{self._path} + {self.adapter}"
         try:
             self._llm = vllm.LLM(model=str(self._path), **options)
             self._tokenizer = self._llm.get_tokenizer()
@@ -88,7 +104,7 @@ class VllmBackend:
         self._dtype = str(getattr(model_config, "dtype", dtype)).removeprefix("torch.")
         self._gpu_memory_utilization = gpu_memory_utilization
         self._defaults = decoding_defaults(self._path)
-        self._source = f"{self.name}:{self._path.name}"
+        self._source = f"{self.name}:{self._path.name}" + (f"+{self.adapter.name}" if self.adapter else "")
         self._lock = threading.Lock()
         self.counters = GenerationCounters()
 
@@ -129,7 +145,7 @@ class VllmBackend:
         requests = [{"prompt_token_ids": encoded[i]} for i in asked]
         with self._lock:
             started = time.perf_counter()
-            outputs = self._llm.generate(requests, params, use_tqdm=False)
+            outputs = self._llm.generate(requests, params, use_tqdm=False, lora_request=self._lora)
             elapsed = time.perf_counter() - started
             for i, request in zip(asked, outputs, strict=True):
                 results[i] = [Completion(text=o.text, source=self._source, tokens=len(o.token_ids))
