@@ -48,12 +48,15 @@ class EquivalenceEvidence:
     note: str | None = None
     examples: dict[str, Any] | None = None
     """Rows only one side returned, when the results differ on the live data (JSON rows)."""
+    candidate_rows: int | None = None
+    """The candidate's row count on the live data (`rows` is the original's)."""
     instances: int | None = None
     informative_instances: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return _compact({"method": self.method, "rows": self.rows, "original_hash": self.original_hash,
-                         "candidate_hash": self.candidate_hash, "note": self.note, "examples": self.examples,
+        return _compact({"method": self.method, "rows": self.rows, "candidate_rows": self.candidate_rows,
+                         "original_hash": self.original_hash, "candidate_hash": self.candidate_hash,
+                         "note": self.note, "examples": self.examples,
                          "instances": self.instances, "informative_instances": self.informative_instances})
 
 

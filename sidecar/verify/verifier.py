@@ -415,6 +415,7 @@ class Verifier:
         evidence.equivalence = EquivalenceEvidence(
             method="result multiset on live data" + (", order-aware" if order.ordered else ""),
             rows=len(original.warmup.rows),
+            candidate_rows=len(run.rows),
             original_hash=equivalence.result_hash(original.warmup.rows),
             candidate_hash=equivalence.result_hash(run.rows),
             note=comparison.reason,
