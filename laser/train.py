@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from model.grpo.trainer import StepStats
+    from model.pool import RayVerifierPool, VerifierPool
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,7 +79,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="a PEFT adapter of --model-dir to start from (and to keep as the KL reference); "
                            "the trained adapter is written to --out")
     grpo.add_argument("--max-new-tokens", type=int, default=512)
-    grpo.add_argument("--workers", type=int, default=2, help="verifier processes for the rewards")
+    grpo.add_argument("--workers", type=int, default=2,
+                      help="verifier processes for the rewards (with --engine ray: actors per database)")
+    grpo.add_argument("--engine", choices=["local", "ray"], default="local",
+                      help="local: verifier processes on this machine (default); ray: Ray actors, against the "
+                           "database and its replicas, on this machine or a Ray cluster")
+    grpo.add_argument("--ray-address", help="a running Ray cluster (\"auto\" or host:port); default: start a "
+                                            "local Ray instance for the run")
+    grpo.add_argument("--dsn-replica", action="append", default=[], metavar="DSN",
+                      help="with --engine ray: a replica of the database (same schema and data), repeatable")
     grpo.add_argument("--seed", type=int, default=0)
     grpo.add_argument("--log", type=Path, help="also write one JSON line per step here")
     grpo.add_argument("--plot", type=Path, help="also draw the training curves as a PNG")
@@ -120,9 +129,9 @@ def grpo_main(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from model.grpo.trainer import GrpoConfig, GrpoTrainer, Task
-    from model.pool import VerifierPool
     from model.rewards import SpaRewardConfig
     from model.sft_data import PromptRenderer, corpus_prompts
+    from sidecar.verify import SessionError
 
     try:
         config = GrpoConfig(steps=args.steps, prompts_per_step=args.prompts_per_step, pilot=args.pilot,
@@ -144,11 +153,16 @@ def grpo_main(args: argparse.Namespace) -> int:
         print(f"laser train grpo: {args.corpus} has no {args.split} pairs", file=sys.stderr)
         return 2
     tasks = [Task(messages, row["slow_sql"]) for messages, row in prompts]
+    try:
+        pool = _reward_pool(args)
+    except (ValueError, SessionError) as exc:
+        print(f"laser train grpo: {exc}", file=sys.stderr)
+        return 2
     log = args.log.open("w") if args.log is not None else None
     started = time.monotonic()
     renderer = PromptRenderer.for_corpus(args.corpus, args.dsn) if config.self_improve_steps else None
     try:
-        with VerifierPool(args.dsn, workers=args.workers) as pool:
+        with pool:
             trainer = GrpoTrainer(args.model_dir, tasks, pool, config, log=lambda line: print(line, flush=True),
                                   render=renderer.render if renderer is not None else None, adapter=args.adapter)
             before = trainer.evaluate(args.eval_samples) if args.eval_samples > 0 else None
@@ -174,6 +188,16 @@ def grpo_main(args: argparse.Namespace) -> int:
         print(f"expected reward ({args.eval_samples} rollouts of each of {len(tasks)} prompts): "
               f"{before:.3f} before -> {after:.3f} after")
     return 0
+
+
+def _reward_pool(args: argparse.Namespace) -> VerifierPool | RayVerifierPool:
+    from model.pool import RayVerifierPool, VerifierPool
+
+    if args.engine == "ray":
+        return RayVerifierPool([args.dsn, *args.dsn_replica], workers=args.workers, address=args.ray_address)
+    if args.dsn_replica or args.ray_address:
+        raise ValueError("--dsn-replica and --ray-address need --engine ray")
+    return VerifierPool(args.dsn, workers=args.workers)
 
 
 def plot(history: list[StepStats], path: Path) -> None:

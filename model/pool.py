@@ -11,6 +11,7 @@ throughput, and a single worker (or the sidecar) for speedups you report.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -39,8 +40,8 @@ class Job:
 
 
 class Verifies(Protocol):
-    """What the corpus and the trainer need of a pool: ``VerifierPool`` (worker processes) or
-    ``InlineVerifier`` (this process)."""
+    """What the corpus and the trainer need of a pool: ``VerifierPool`` (worker processes),
+    ``InlineVerifier`` (this process) or ``RayVerifierPool`` (Ray actors, replicas)."""
 
     def verify_many(self, jobs: Iterable[Job]) -> list[Outcome]: ...
 
@@ -100,6 +101,65 @@ class InlineVerifier:
         self._worker.session.close()
 
     def __enter__(self) -> InlineVerifier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RayVerifierPool:
+    """The pool's interface on Ray: ``workers`` actors per database (``dsns``: the primary and its
+    replicas, same schema and data), each an ``InlineVerifier`` in its own process, on this machine
+    or across a Ray cluster (``address``: "auto" or host:port; without it a local Ray instance is
+    started and stopped with the pool). A batch is cut into one contiguous slice per actor, so
+    the candidates of one original mostly meet the same actor and its cached profile.
+
+    Ray is used as ``laser corpus --engine ray`` uses it; what is ours is only the slicing."""
+
+    def __init__(self, dsns: list[str], role: str | None = None, workers: int = 1,
+                 config: VerifierConfig = VerifierConfig(), address: str | None = None) -> None:
+        if not dsns or not 1 <= workers <= 64:
+            raise ValueError("need at least one database, and workers between 1 and 64")
+        try:
+            import ray
+        except ImportError:
+            raise ValueError("Ray is not installed: pip install 'laser-pg[ray]'") from None
+        self._ray: Any = ray
+        self._started = False
+        if not ray.is_initialized():
+            if address is None:
+                ray.init(num_cpus=len(dsns) * workers, include_dashboard=False, log_to_driver=False)
+            else:
+                ray.init(address=address, log_to_driver=False)
+            self._started = True
+        actor: Any = ray.remote(num_cpus=1, max_restarts=0)(InlineVerifier)
+        self.actors: list[Any] = [actor.remote(dsn, role, config) for dsn in dsns for _ in range(workers)]
+        self.workers = len(self.actors)
+        try:
+            ray.get([a.__ray_ready__.remote() for a in self.actors])
+        except ray.exceptions.RayError as exc:
+            self.close()
+            raise SessionError(f"a Ray verifier could not start: {exc}") from None
+
+    def verify_many(self, jobs: Iterable[Job]) -> list[Outcome]:
+        batch = list(jobs)
+        if not batch:
+            return []
+        size = -(-len(batch) // len(self.actors))
+        slices = [batch[i:i + size] for i in range(0, len(batch), size)]
+        results = self._ray.get([a.verify_many.remote(part) for a, part in zip(self.actors, slices, strict=False)])
+        return [outcome for part in results for outcome in part]
+
+    def close(self) -> None:
+        for worker in self.actors:
+            with contextlib.suppress(self._ray.exceptions.RayError):
+                self._ray.get(worker.close.remote(), timeout=30)
+        self.actors = []
+        if self._started:
+            self._ray.shutdown()
+            self._started = False
+
+    def __enter__(self) -> RayVerifierPool:
         return self
 
     def __exit__(self, *exc: object) -> None:

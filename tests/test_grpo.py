@@ -211,3 +211,39 @@ def test_laser_train_grpo_trains_a_lora_adapter_with_spa_rewards_and_the_sidecar
     assert served.info().details["adapter"] == str(second.resolve())
     assert cli.main(["train", "grpo", *common, "--out", str(second), "--adapter", str(first), "--lora-r", "4"]) == 2
     assert cli.main(["train", "grpo", *common, "--out", str(second), "--adapter", str(model_dir)]) == 2
+
+
+def test_laser_train_grpo_verifies_rewards_on_ray_actors_against_the_database_and_a_replica(
+        toy_dsn: str, tmp_path: Path) -> None:
+    import json
+
+    from laser import cli
+    from model.corpus.build import schema_manifest
+
+    with psycopg.connect(toy_dsn, autocommit=True) as conn:
+        catalog = load_catalog(conn, [("public", "products"), ("public", "orders")])
+        manifest = schema_manifest(conn)
+    corpus = tmp_path / "toy.jsonl"
+    rows = [{"seed_sql": seed, "slow_sql": exists_to_count(structure.parse(seed), catalog).sql(dialect="postgres"),
+             "path": ["exists_to_count"], "split": "train"} for seed in SEEDS]
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    corpus.with_name(corpus.name + ".schema.json").write_text(json.dumps(manifest))
+    model_dir = build_tiny_model(tmp_path / "base", SEEDS, seed=0)
+    common = ["train", "grpo", "--corpus", str(corpus), "--model-dir", str(model_dir), "--dsn", toy_dsn,
+              "--out", str(tmp_path / "out"), "--steps", "1", "--prompts-per-step", "2", "--budget", "4",
+              "--pilot", "2", "--max-new-tokens", "16", "--workers", "1"]
+    log = tmp_path / "ray.jsonl"
+    # The same database named as its own replica: two actors, one session each.
+    assert cli.main([*common, "--engine", "ray", "--dsn-replica", toy_dsn, "--log", str(log)]) == 0
+    [step] = [json.loads(line) for line in log.read_text().splitlines()]
+    assert step["rollouts"] == 4
+    assert cli.main([*common, "--dsn-replica", toy_dsn]) == 2  # a replica without Ray
+    # The untrained model's rollouts rarely hold SQL: the pool's own verdicts, in the order of the jobs.
+    from model.pool import Job, RayVerifierPool
+
+    slow = str(rows[0]["slow_sql"])
+    wrong = SEEDS[0].replace("> 3", "> 4")
+    with RayVerifierPool([toy_dsn, toy_dsn], workers=1) as pool:
+        assert pool.workers == 2
+        verdicts = pool.verify_many([Job(slow, SEEDS[0]), Job(slow, wrong), Job(slow, "DELETE FROM orders")])
+    assert [v.status.value for v in verdicts] == ["faster", "not_equivalent", "guard_refused"], verdicts
