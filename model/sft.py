@@ -129,9 +129,13 @@ def train(
     if lora_r > 0 and merge:
         trained = trained.merge_and_unload()
     trained.eval()
-    target.mkdir(parents=True, exist_ok=True)
-    trained.save_pretrained(target)
-    tokenizer.save_pretrained(target)
+    # Under torchrun / accelerate launch the trainer ran data-parallel and the replicas are equal:
+    # the first process writes.
+    if trainer.accelerator.is_main_process:
+        target.mkdir(parents=True, exist_ok=True)
+        trained.save_pretrained(target)
+        tokenizer.save_pretrained(target)
+    trainer.accelerator.wait_for_everyone()
     return losses.losses
 
 

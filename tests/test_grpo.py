@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import torch
 from psycopg import sql
 
 from laser import demo
@@ -247,3 +248,49 @@ def test_laser_train_grpo_verifies_rewards_on_ray_actors_against_the_database_an
         assert pool.workers == 2
         verdicts = pool.verify_many([Job(slow, SEEDS[0]), Job(slow, wrong), Job(slow, "DELETE FROM orders")])
     assert [v.status.value for v in verdicts] == ["faster", "not_equivalent", "guard_refused"], verdicts
+
+
+def test_grpo_trains_data_parallel_in_two_processes_launched_by_torchrun(toy_dsn: str, tmp_path: Path) -> None:
+    """Two training processes (gloo on the CPU, as NCCL would on GPUs): each rolls out its own
+    prompts, the gradients are averaged once per optimizer step, the log counts both shares, and
+    the replicas end identical (the trainer checks before the first process saves)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    from model.corpus.build import schema_manifest
+
+    with psycopg.connect(toy_dsn, autocommit=True) as conn:
+        catalog = load_catalog(conn, [("public", "products"), ("public", "orders")])
+        manifest = schema_manifest(conn)
+    corpus = tmp_path / "toy.jsonl"
+    rows, tasks, answers = [], [], []
+    for seed in SEEDS:
+        slow_sql = exists_to_count(structure.parse(seed), catalog).sql(dialect="postgres")
+        rows.append({"seed_sql": seed, "slow_sql": slow_sql, "path": ["exists_to_count"], "split": "train"})
+        tasks.append(Task(rewrite_messages(slow_sql, catalog), slow_sql))
+        answers += [f"```sql\n{seed}\n```", f"```sql\n{seed.replace('> 3', '> 4').replace('> 6', '> 7')}\n```"]
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    corpus.with_name(corpus.name + ".schema.json").write_text(json.dumps(manifest))
+    model_dir = build_tiny_model(tmp_path / "base", [m.content for t in tasks for m in t.messages] + answers, seed=0)
+    # Two answers per prompt (fast, wrong), so that the groups' rewards differ and the update is not zero.
+    train(model_dir, [(t.messages, a) for t in tasks for a in answers[2 * tasks.index(t):2 * tasks.index(t) + 2]],
+          steps=150, lr=3e-3, batch_size=4, seed=0, log_every=0)
+    out, log = tmp_path / "out", tmp_path / "steps.jsonl"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    # "--" keeps torchrun's own parser off the command's options (it would take --log for one of its own).
+    run = subprocess.run(
+        [str(torchrun), "--nproc_per_node", "2", "-m", "laser.cli", "--", "train", "grpo", "--corpus", str(corpus),
+         "--model-dir", str(model_dir), "--dsn", toy_dsn, "--out", str(out), "--steps", "3",
+         "--prompts-per-step", "1", "--budget", "4", "--pilot", "2", "--max-new-tokens", "96", "--workers", "1",
+         "--lr", "1e-3", "--log", str(log)],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    steps = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [s["step"] for s in steps] == [1, 2, 3]  # one log, written by the first process
+    assert all(s["rollouts"] == 8 and len(s["per_prompt"]) == 2 for s in steps), steps
+    before, after = load_file(model_dir / "model.safetensors"), load_file(out / "model.safetensors")
+    assert any(not torch.equal(before[k], after[k]) for k in before)

@@ -44,6 +44,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from model.corpus import structure
 from model.grpo.complexity import BUCKETS, bucket
+from model.grpo.distributed import World
 from model.grpo.maths import Pilot, allocate, anchored_advantages, rollout_weights, slow_rewrites
 from model.pool import Job, Verifies
 from model.rewards import (
@@ -182,12 +183,15 @@ class GrpoTrainer:
         self.tasks = list(tasks)
         self.base_count = len(self.tasks)
         self.verifier = verifier
-        self.log = log
+        self.world = World()
+        self.log = log if self.world.main else _quiet
         self.render = render
-        torch.manual_seed(config.seed)
+        torch.manual_seed(config.seed)  # the same initial weights (a new adapter's too) in every process
         self.rng = random.Random(config.seed)
+        """Draws the prompts; the same sequence in every process, each taking its share."""
+        self.mined_rng = random.Random(config.seed + 1 + self.world.rank)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = self.world.device
         dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
         loaded: Any = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True, dtype=dtype)
         self.reference: Any = None
@@ -222,6 +226,8 @@ class GrpoTrainer:
         self.buckets = [bucket(task.original) for task in self.tasks]
         self.mined_keys: set[str] = set()
         self.history: list[StepStats] = []
+        if self.world.rank:
+            torch.manual_seed(config.seed + self.world.rank)  # each process samples its own rollouts
         self._generating = 0.0
         self._waiting = 0.0
 
@@ -331,15 +337,23 @@ class GrpoTrainer:
         return added
 
     def _choose(self, phase: str) -> list[int]:
+        """This process's prompts for a step: ``prompts_per_step`` of them (per process)."""
         size = self.config.prompts_per_step
-        base = range(self.base_count)
         mined = range(self.base_count, len(self.tasks))
-        if phase == "base" or not mined:
-            return self.rng.sample(base, min(size, len(base)))
         # The 1:1 blend: half the step's prompts from the mined rewrites (as many as there are).
-        from_mined = min(len(mined), size - size // 2)
-        from_base = min(len(base), size - from_mined)
-        return self.rng.sample(base, from_base) + self.rng.sample(mined, from_mined)
+        from_mined = 0 if phase == "base" or not mined else min(len(mined), size - size // 2)
+        return self._base_share(size - from_mined) + self.mined_rng.sample(mined, from_mined)
+
+    def _base_share(self, size: int) -> list[int]:
+        """``size`` corpus prompts for this process (fewer when the corpus is smaller), from a draw
+        every process makes alike, so that processes take different prompts."""
+        base = range(self.base_count)
+        if self.world.size == 1:
+            return self.rng.sample(base, min(size, len(base)))
+        wanted = size * self.world.size
+        order = self.rng.sample(base, len(base))
+        picks = [order[i % len(order)] for i in range(wanted)]
+        return picks[self.world.rank::self.world.size]
 
     # -- the update (Eq. 11) --------------------------------------------------------------------
 
@@ -367,7 +381,7 @@ class GrpoTrainer:
         is 1 (the rollouts came from this policy); later steps see the ratio to the sampling
         policy, clipped as in Eq. 11 so that reusing a batch cannot move the policy far."""
         used = [(r, a) for r, a in zip(rollouts, advantages, strict=True) if r.tokens]
-        if not used:
+        if not used and self.world.size == 1:
             return 0.0, 0.0
         self.policy.eval()
         with torch.no_grad():
@@ -388,6 +402,8 @@ class GrpoTrainer:
                 loss.backward()  # type: ignore[no-untyped-call]
                 total_loss += float(loss.detach())
                 total_kl += float(kl.detach().mean()) / len(used)
+            # With several processes every one takes part in every step, rollouts or not.
+            self.world.average_gradients(p for p in self.policy.parameters() if p.requires_grad)
             torch.nn.utils.clip_grad_norm_(self.policy.parameters(), 1.0)
             self.optimizer.step()
         return total_loss, total_kl
@@ -426,22 +442,33 @@ class GrpoTrainer:
                 advantages[i] = value
             if config.self_improve_steps and phase == "base":
                 mined += self._mine(group)
-        loss, kl = self._update(rollouts, advantages) if rollouts else (0.0, 0.0)
-        outcomes = [r.outcome for r in rollouts]
+        loss, kl = self._update(rollouts, advantages) if rollouts or self.world.size > 1 else (0.0, 0.0)
+        # Every process's share, so that the numbers describe the whole step.
+        shares = self.world.gather({
+            "rewards": [r.reward for r in rollouts], "outcomes": [r.outcome for r in rollouts],
+            "entropies": [r.entropy for r in rollouts], "counts": counts,
+            "buckets": [self.buckets[r.task] for r in rollouts], "skipped": len(skipped), "kl": kl, "loss": loss,
+            "generating": self._generating, "waiting": self._waiting, "mined": len(self.tasks) - self.base_count})
+        rewards = [x for share in shares for x in share["rewards"]]
+        outcomes = [x for share in shares for x in share["outcomes"]]
+        entropies = [x for share in shares for x in share["entropies"]]
         ran = [o for o in outcomes if o not in ("extraction_fail", "guard_refused", "exec_error")]
-        by_bucket = Counter(self.buckets[r.task] for r in rollouts)
+        by_bucket = Counter(x for share in shares for x in share["buckets"])
         stats = StepStats(
-            step=number, mean_reward=statistics.fmean([r.reward for r in rollouts]) if rollouts else math.nan,
-            rollouts=len(rollouts), per_prompt=counts,
+            step=number, mean_reward=statistics.fmean(rewards) if rewards else math.nan,
+            rollouts=len(rewards), per_prompt=[x for share in shares for x in share["counts"]],
             valid=len(ran) / len(outcomes) if outcomes else 0.0,
             equivalent=sum(o in ("faster", "no_change", "slower", "equivalent", "trivial") for o in outcomes)
             / max(len(outcomes), 1),
             faster=outcomes.count("faster") / max(len(outcomes), 1),
-            entropy=statistics.fmean([r.entropy for r in rollouts]) if rollouts else 0.0,
-            kl=kl, loss=loss, skipped=len(skipped), seconds=time.monotonic() - started,
-            generating=self._generating, waiting=self._waiting,
+            entropy=statistics.fmean(entropies) if entropies else 0.0,
+            kl=statistics.fmean(share["kl"] for share in shares),
+            loss=statistics.fmean(share["loss"] for share in shares),
+            skipped=sum(share["skipped"] for share in shares), seconds=time.monotonic() - started,
+            generating=max(share["generating"] for share in shares),
+            waiting=max(share["waiting"] for share in shares),
             budget_by_complexity={b: by_bucket[b] for b in (*BUCKETS, "unparsed") if by_bucket[b]},
-            mined=len(self.tasks) - self.base_count, phase=phase)
+            mined=sum(share["mined"] for share in shares), phase=phase)
         self.history.append(stats)
         total = config.steps + config.self_improve_steps
         self.log(f"step {number}/{total} ({phase}): reward {stats.mean_reward:.3f}, rollouts {stats.rollouts} "
@@ -455,16 +482,18 @@ class GrpoTrainer:
         """The policy's expected reward on the base prompts, estimated by ``samples`` sampled
         rollouts of each (the same temperature as training; no update). The sampling is seeded,
         and the training's random state restored after, so two evaluations differ only by the
-        policy (common random numbers), not by the draw."""
+        policy (common random numbers), not by the draw. Processes share the prompts out."""
+        mine = range(self.world.rank, self.base_count, self.world.size)
         state = torch.random.get_rng_state()
-        torch.manual_seed(seed)
+        torch.manual_seed(seed + self.world.rank)
         try:
-            rollouts = self._roll_out(range(self.base_count), [samples] * self.base_count)
+            rollouts = self._roll_out(mine, [samples] * len(mine))
         finally:
             torch.random.set_rng_state(state)
-        for task in range(self.base_count):
+        for task in mine:
             self._score([r for r in rollouts if r.task == task])
-        return statistics.fmean(r.reward for r in rollouts)
+        rewards = [x for share in self.world.gather([r.reward for r in rollouts]) for x in share]
+        return statistics.fmean(rewards)
 
     def train(self) -> list[StepStats]:
         """``steps`` base steps, then ``self_improve_steps`` on the blend (SPA §3.6)."""
@@ -478,13 +507,26 @@ class GrpoTrainer:
         """A full model directory, or with LoRA the trained adapter alone (PEFT's format, its
         ``base_model_name_or_path`` the base it applies to), with the tokenizer either way."""
         target = Path(out_dir)
-        target.mkdir(parents=True, exist_ok=True)
-        self.policy.eval()
-        if self.peft:
-            self.policy.save_pretrained(target, selected_adapters=["default"])
-        else:
-            self.policy.save_pretrained(target)
-        self.tokenizer.save_pretrained(target)
+        if self.world.size > 1:
+            # The replicas took the same steps from the same weights; check before one of them writes.
+            with torch.no_grad():
+                checksum = float(sum(p.double().sum() for p in self.policy.parameters() if p.requires_grad))
+            sums = self.world.gather(checksum)
+            if not all(math.isclose(x, sums[0], rel_tol=1e-9, abs_tol=1e-9) for x in sums):
+                raise RuntimeError(f"the training processes' weights diverged (checksums {sums})")
+        if self.world.main:  # the replicas are identical: one writes
+            target.mkdir(parents=True, exist_ok=True)
+            self.policy.eval()
+            if self.peft:
+                self.policy.save_pretrained(target, selected_adapters=["default"])
+            else:
+                self.policy.save_pretrained(target)
+            self.tokenizer.save_pretrained(target)
+        self.world.barrier()
+
+
+def _quiet(line: str) -> None:
+    """The log of a process other than the first: the first one speaks for the run."""
 
 
 def _outcome(rollout: Rollout) -> Outcome:
