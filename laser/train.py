@@ -80,7 +80,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "the trained adapter is written to --out")
     grpo.add_argument("--max-new-tokens", type=int, default=512)
     grpo.add_argument("--workers", type=int, default=2,
-                      help="verifier processes for the rewards (with --engine ray: actors per database)")
+                      help="verifier processes for the rewards (with --engine ray: actors per database); "
+                           "under torchrun, per training process, as are --prompts-per-step "
+                           "and --budget")
     grpo.add_argument("--engine", choices=["local", "ray"], default="local",
                       help="local: verifier processes on this machine (default); ray: Ray actors, against the "
                            "database and its replicas, on this machine or a Ray cluster")
@@ -128,6 +130,7 @@ def grpo_main(args: argparse.Namespace) -> int:
     import json
     from dataclasses import asdict
 
+    from model.grpo.distributed import World
     from model.grpo.trainer import GrpoConfig, GrpoTrainer, Task
     from model.rewards import SpaRewardConfig
     from model.sft_data import PromptRenderer, corpus_prompts
@@ -158,7 +161,8 @@ def grpo_main(args: argparse.Namespace) -> int:
     except (ValueError, SessionError) as exc:
         print(f"laser train grpo: {exc}", file=sys.stderr)
         return 2
-    log = args.log.open("w") if args.log is not None else None
+    main = World().main  # under torchrun, the first process writes the log and plot
+    log = args.log.open("w") if args.log is not None and main else None
     started = time.monotonic()
     renderer = PromptRenderer.for_corpus(args.corpus, args.dsn) if config.self_improve_steps else None
     try:
@@ -179,6 +183,8 @@ def grpo_main(args: argparse.Namespace) -> int:
         if renderer is not None:
             renderer.close()
     history = trainer.history
+    if not main:
+        return 0
     if args.plot is not None:
         plot(history, args.plot)
         print(f"plot: {args.plot}")
