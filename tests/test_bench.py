@@ -258,3 +258,24 @@ def test_a_model_backend_without_its_model_is_a_clear_error(tmp_path: Path) -> N
         PipelineMethod("host=/tmp dbname=x user=y", "transformers")
     with pytest.raises(BenchError, match=f"model directory {tmp_path / 'none'} does not exist"):
         PipelineMethod("host=/tmp dbname=x user=y", "transformers", model_dir=str(tmp_path / "none"))
+
+
+def test_a_model_method_alone_or_with_the_rules_is_named_and_fingerprinted_apart(
+        cluster: LocalCluster, tmp_path: Path) -> None:
+    """`--no-rules` measures the model's candidates alone: an untrained model finds nothing where the
+    rules (in the same pool by default) find the verified rewrite."""
+    from laser.bench.runner import PipelineMethod
+    from model.tiny import build_tiny_model
+
+    model_dir = str(build_tiny_model(tmp_path / "tiny", ["SELECT a FROM t"], seed=0))
+    query = next(q for q in demo.demo_queries() if q.name.startswith("01_"))
+    alone = PipelineMethod(cluster.dsn(demo.DEMO_DB), "transformers", timeout_s=60, model_dir=model_dir,
+                           device="cpu", with_rules=False, max_new_tokens=8)
+    pooled = PipelineMethod(cluster.dsn(demo.DEMO_DB), "transformers", timeout_s=60, model_dir=model_dir,
+                            device="cpu", max_new_tokens=8)
+    named = PipelineMethod(cluster.dsn(demo.DEMO_DB), "transformers", timeout_s=60, model_dir=model_dir,
+                           device="cpu", with_rules=False, max_new_tokens=16, label="tiny")
+    assert (alone.name, pooled.name, named.name) == ("laser-transformers", "laser-rules+transformers", "tiny")
+    assert len({alone.fingerprint(), pooled.fingerprint(), named.fingerprint()}) == 3
+    assert alone.propose(BenchQuery(query.name, query.sql)).sql is None
+    assert pooled.propose(BenchQuery(query.name, query.sql)).sql is not None

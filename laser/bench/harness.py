@@ -52,6 +52,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adapter", default="", help="a PEFT LoRA adapter of --model-dir (e.g. from laser train grpo "
                                                  "--lora-r) to measure with it")
     p.add_argument("--device", default="auto", help="transformers backend: auto, cpu, cuda, cuda:N")
+    p.add_argument("--no-rules", action="store_true",
+                   help="with a model backend: the model's candidates alone (default: the rules' too, one pool)")
+    p.add_argument("--max-new-tokens", type=int, default=1024, help="cap on the tokens a model generates per "
+                                                                   "completion (default 1024)")
+    p.add_argument("--label", default="", help="the method's name in the results (default laser-<backend>, "
+                                               "laser-rules+<backend> with the rules)")
     p.add_argument("--no-rewrite", action="store_true", help="measure only the original and replay files")
     p.add_argument("--max-candidates", type=int, help="candidates the pipeline verifies per query")
     p.add_argument("--replay", action="append", default=[], metavar="[NAME=]FILE",
@@ -148,7 +154,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     methods: list[Method] = []
     if not args.no_rewrite:
         methods.append(PipelineMethod(dsn, args.backend, args.timeout, args.max_candidates, args.model_dir,
-                                      args.device, args.adapter))
+                                      args.device, args.adapter, with_rules=not args.no_rules,
+                                      max_new_tokens=args.max_new_tokens, label=args.label))
     methods.extend(replays)
     out = Path(args.json_out) if args.json_out else LocalCluster.default().state_dir / "bench" / f"{label}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -163,7 +163,7 @@ class PipelineMethod:
 
     def __init__(self, dsn: str, backend_name: str = "rules", timeout_s: float = 300.0,
                  max_candidates: int | None = None, model_dir: str = "", device: str = "auto",
-                 adapter: str = "") -> None:
+                 adapter: str = "", with_rules: bool = True, max_new_tokens: int = 1024, label: str = "") -> None:
         from sidecar.backends.errors import BackendError
         from sidecar.config import SidecarConfig
         from sidecar.pipeline import RewritePipeline
@@ -173,12 +173,15 @@ class PipelineMethod:
         self.role = str(params.get("user", "") or "")
         if not self.database:
             raise BenchError("the benchmark DSN must name a database (dbname=...)")
-        self.name = f"laser-{backend_name}"
+        self.name = label or (f"laser-{backend_name}" if backend_name == "rules" or not with_rules
+                              else f"laser-rules+{backend_name}")
         self.timeout_ms = int(timeout_s * 1000)
         self.max_candidates = max_candidates
+        self._setup = f"{backend_name}:{model_dir}:{adapter}:{with_rules}:{max_new_tokens}"
         try:
             config = SidecarConfig(dsn=make_conninfo("", **params), backend=backend_name, cache_ttl_s=0,
-                                   model_dir=model_dir, device=device, adapter=adapter)
+                                   model_dir=model_dir, device=device, adapter=adapter,
+                                   with_rules=with_rules, max_new_tokens=max_new_tokens)
             self.pipeline = RewritePipeline.from_config(config)
         except (ValueError, BackendError) as exc:
             raise BenchError(str(exc)) from None
@@ -198,7 +201,7 @@ class PipelineMethod:
         return Proposal(sql, result.generation_ms / 1000.0, result.verification_ms / 1000.0, result.message)
 
     def fingerprint(self) -> str:
-        return f"pipeline:{self.name}:{self.max_candidates}"
+        return f"pipeline:{self.name}:{self.max_candidates}:{self._setup}"
 
 
 def _normalized(sql: str) -> str:
