@@ -207,25 +207,40 @@ def _reward_pool(args: argparse.Namespace) -> VerifierPool | RayVerifierPool:
 
 
 def plot(history: list[StepStats], path: Path) -> None:
-    """Mean reward; valid, equivalent and faster shares; entropy and KL; rollouts per prompt."""
+    """Mean reward; valid, equivalent and faster shares; entropy and KL; rollouts per prompt; the
+    rollout budget per complexity bucket of the prompts (how CADR spent it)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from model.grpo.complexity import BUCKETS
+
     steps = [s.step for s in history]
-    figure, axes = plt.subplots(2, 2, figsize=(11, 7))
+    figure, axes = plt.subplots(2, 3, figsize=(15, 7))
     axes[0][0].plot(steps, [s.mean_reward for s in history])
-    axes[0][0].set_title("mean reward (LASER Eq. 7-8)")
+    axes[0][0].set_title("mean reward")
     for name in ("valid", "equivalent", "faster"):
         axes[0][1].plot(steps, [getattr(s, name) for s in history], label=name)
     axes[0][1].set_title("share of rollouts")
     axes[0][1].legend()
+    axes[0][2].plot(steps, [s.generating for s in history], label="sampling")
+    axes[0][2].plot(steps, [s.waiting for s in history], label="waiting for rewards")
+    axes[0][2].set_title("seconds per step")
+    axes[0][2].legend()
     axes[1][0].plot(steps, [s.entropy for s in history], label="token entropy")
     axes[1][0].plot(steps, [s.kl for s in history], label="KL to the start model")
     axes[1][0].legend()
     axes[1][1].boxplot([s.per_prompt for s in history], positions=steps)
     axes[1][1].set_title("rollouts per prompt (CADR)")
+    bottom = [0] * len(history)
+    for name in (*BUCKETS, "unparsed"):
+        counts = [s.budget_by_complexity.get(name, 0) for s in history]
+        if any(counts):
+            axes[1][2].bar(steps, counts, bottom=bottom, label=name)
+            bottom = [b + c for b, c in zip(bottom, counts, strict=True)]
+    axes[1][2].set_title("rollouts per complexity bucket")
+    axes[1][2].legend()
     for ax in axes[1]:
         ax.set_xlabel("step")
     figure.tight_layout()
