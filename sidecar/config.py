@@ -3,19 +3,22 @@ that reads the environment.
 
 Each field's docstring is its documentation everywhere: the command-line flags are derived from the
 fields (:func:`add_config_arguments`), with the docstring as the help text, so a new setting is a new field
-and nothing else.
+and nothing else. A TOML file (``--config``, :func:`read_config_file`) names the same fields.
 """
 from __future__ import annotations
 
 import argparse
 import ast
 import dataclasses
+import difflib
 import inspect
 import os
 import textwrap
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from functools import cache
+from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
@@ -161,9 +164,67 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type = SidecarCon
 
 
 def config_from_args(args: argparse.Namespace, defaults: Mapping[str, Any] | None = None) -> SidecarConfig:
-    """The configuration the flags of :func:`add_config_arguments` ask for, over the environment and `defaults`."""
+    """The configuration the flags of :func:`add_config_arguments` ask for, over the environment, the
+    TOML file of ``--config`` (when given) and `defaults`, in that order of precedence."""
+    layered = dict(defaults or {})
+    if getattr(args, "config", None):
+        layered.update(read_config_file(args.config))
     given = {f.name: getattr(args, f.name, None) for f in fields(SidecarConfig)}
-    return SidecarConfig.from_env(defaults, **given)
+    return SidecarConfig.from_env(layered, **given)
+
+
+_TOML_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
+_TYPE_WORDS = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false"}
+
+
+def read_config_file(path: str | Path, cls: type = SidecarConfig) -> dict[str, Any]:
+    """The settings a TOML file gives, as top-level keys named like the fields of `cls` (``listen``,
+    ``dsn``, ``act_as``, ...), checked by :func:`checked_settings`. A file that cannot be read or parsed
+    is a ValueError naming it."""
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise ValueError(f"cannot read the configuration file {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path} is not valid TOML: {exc}") from None
+    return checked_settings(data, str(path), cls)
+
+
+def checked_settings(data: Mapping[str, Any], source: str, cls: type = SidecarConfig) -> dict[str, Any]:
+    """`data` as values of the fields of `cls`: an unknown key, a table, or a value of the wrong type is
+    a ValueError naming `source` and the key; nothing is guessed.
+
+    >>> checked_settings({"listen": "127.0.0.1:50600", "dead_zone": 0, "with_rules": False}, "sidecar.toml")
+    {'listen': '127.0.0.1:50600', 'dead_zone': 0.0, 'with_rules': False}
+    >>> checked_settings({"listen_on": "127.0.0.1:50600"}, "sidecar.toml")
+    Traceback (most recent call last):
+    ValueError: sidecar.toml: unknown setting 'listen_on' (did you mean 'listen'?); the settings are ...
+    >>> checked_settings({"max_candidates": "4"}, "sidecar.toml")
+    Traceback (most recent call last):
+    ValueError: sidecar.toml: max_candidates must be an integer, got '4'
+    """
+    known = {f.name: f for f in fields(cls)}
+    for key in data:
+        if key not in known:
+            close = difflib.get_close_matches(key.replace("-", "_"), list(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"{source}: unknown setting {key!r}{hint}; the settings are the fields of "
+                             f"{cls.__name__}: {', '.join(known)}")
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        kind = str(known[key].type)
+        accepted = _TOML_TYPES.get(kind, (str,))
+        if isinstance(value, bool) != (kind == "bool") or not isinstance(value, accepted):
+            shown = f"a table [{key}]" if isinstance(value, dict) else repr(value)
+            raise ValueError(f"{source}: {key} must be {_TYPE_WORDS.get(kind, 'a string')}, got {shown}")
+        values[key] = float(data[key]) if kind == "float" else value
+    return values
+
+
+def notify_socket() -> str | None:
+    """Where a service manager waits for readiness (systemd's NOTIFY_SOCKET with Type=notify), if any."""
+    return os.environ.get("NOTIFY_SOCKET") or None
 
 
 @cache

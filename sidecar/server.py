@@ -15,10 +15,12 @@ from typing import Any, TypeVar
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from laser_proto import laser_pb2, laser_pb2_grpc
+from psycopg.conninfo import conninfo_to_dict
 
+from sidecar import EXTENSION_VERSION, sdnotify
 from sidecar.answer import RewriteResult, evidence_json
 from sidecar.backends.errors import BackendError
-from sidecar.config import SidecarConfig, add_config_arguments, config_from_args
+from sidecar.config import SidecarConfig, add_config_arguments, config_from_args, notify_socket
 from sidecar.pipeline import RequestError, RequestOptions, RewritePipeline
 from sidecar.verify import GuardError, OriginalError, Outcome
 from sidecar.verify.session import DatabaseUnavailable, PermissionRefused
@@ -158,6 +160,9 @@ class LaserService(laser_pb2_grpc.LaserServicer):
             repair_rounds=config.repair_rounds if pipeline.uses_model else 0,
             demonstrations=config.demonstrations if pipeline.uses_model and pipeline.demonstrations else 0,
             details_json=json.dumps(info.details, default=str),
+            extension_version=EXTENSION_VERSION,
+            act_as=config.act_as,
+            sidecar_role=str(conninfo_to_dict(config.dsn).get("user") or ""),
         )
 
 
@@ -191,12 +196,18 @@ async def serve(config: SidecarConfig) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with serving(config):
+        sdnotify.notify("READY=1", notify_socket())  # health says SERVING by now
         await stop.wait()
+        log.info("stopping: in-flight requests have %.0f s to finish", config.grace_s)
+        sdnotify.notify("STOPPING=1", notify_socket())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Every SidecarConfig field as a flag, and the log level."""
+    """Every SidecarConfig field as a flag, a TOML file of them, and the log level."""
     add_config_arguments(parser)
+    parser.add_argument("--config", metavar="FILE.toml",
+                        help="a TOML file of these settings, by field name (listen = \"127.0.0.1:50551\", "
+                             "act_as = \"set_role\", ...); flags and LASER_SIDECAR_* variables override it")
     parser.add_argument("--log-level", default="INFO")
 
 

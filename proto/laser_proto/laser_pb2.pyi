@@ -149,7 +149,7 @@ class ModelInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfoResponse(_message.Message):
-    __slots__ = ("backend", "model", "version", "device", "rules_alongside", "repair_rounds", "demonstrations", "details_json")
+    __slots__ = ("backend", "model", "version", "device", "rules_alongside", "repair_rounds", "demonstrations", "details_json", "extension_version", "act_as", "sidecar_role")
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -158,6 +158,9 @@ class ModelInfoResponse(_message.Message):
     REPAIR_ROUNDS_FIELD_NUMBER: _ClassVar[int]
     DEMONSTRATIONS_FIELD_NUMBER: _ClassVar[int]
     DETAILS_JSON_FIELD_NUMBER: _ClassVar[int]
+    EXTENSION_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ACT_AS_FIELD_NUMBER: _ClassVar[int]
+    SIDECAR_ROLE_FIELD_NUMBER: _ClassVar[int]
     backend: str
     model: str
     version: str
@@ -166,4 +169,7 @@ class ModelInfoResponse(_message.Message):
     repair_rounds: int
     demonstrations: int
     details_json: str
-    def __init__(self, backend: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., device: _Optional[str] = ..., rules_alongside: _Optional[bool] = ..., repair_rounds: _Optional[int] = ..., demonstrations: _Optional[int] = ..., details_json: _Optional[str] = ...) -> None: ...
+    extension_version: str
+    act_as: str
+    sidecar_role: str
+    def __init__(self, backend: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., device: _Optional[str] = ..., rules_alongside: _Optional[bool] = ..., repair_rounds: _Optional[int] = ..., demonstrations: _Optional[int] = ..., details_json: _Optional[str] = ..., extension_version: _Optional[str] = ..., act_as: _Optional[str] = ..., sidecar_role: _Optional[str] = ...) -> None: ...
