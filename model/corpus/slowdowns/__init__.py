@@ -74,6 +74,7 @@ INVERSE_OF: dict[str, str] = {
     "merge_scalar_aggregates": "split_merged_aggregates",
     "preaggregate_before_join": "aggregate_after_join",
     "or_to_union_all": "union_all_to_or",
+    "join_or_to_union_all": "union_all_to_or",
     "explicit_join_order": "joins_to_commas",
 }
 """Rules-backend rule → the transformation that makes what it undoes (so a model trained on the
