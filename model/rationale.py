@@ -18,6 +18,8 @@ UNDO: dict[str, str] = {
     "exists_to_distinct_join": "filter with EXISTS (a semi-join) instead of joining and removing the duplicates "
                                "with DISTINCT",
     "group_by_to_window": "aggregate with GROUP BY instead of window aggregates over every row followed by DISTINCT",
+    "having_to_filtered_window": "aggregate with GROUP BY and filter the groups with HAVING instead of filtering "
+                                 "window aggregates over every row of a derived table and removing the duplicates",
     "in_to_count": "filter with IN (a hashed semi-join) instead of a correlated COUNT(*) evaluated per outer row",
     "inline_ctes": "compute the repeated subquery once in a CTE instead of repeating its body at every reference",
     "join_to_exists": "join the filtering table directly instead of probing it in a correlated EXISTS",

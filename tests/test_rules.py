@@ -17,7 +17,7 @@ from sqlglot import exp
 
 from sidecar.backends.base import Prompt
 from sidecar.backends.rules import RulesBackend, completion
-from sidecar.catalog import Catalog, load_catalog, referenced_tables
+from sidecar.catalog import Catalog, Column, Table, load_catalog, referenced_tables
 from sidecar.rules import RULES
 from sidecar.rules.runner import rewrite_candidates
 from sidecar.rules.search import SearchStats, beam_search
@@ -219,3 +219,34 @@ def test_rules_backend_searches_when_the_planner_is_at_hand(demo_catalog: Catalo
     assert [c.details["estimated_cost"] for c in searched] == sorted(c.details["estimated_cost"] for c in searched)
     assert all("estimated_cost" not in c.details for c in plain)
     assert backend.search(SEQUENCE_QUERY, demo_catalog).report.kind == "each rule, then all composed"
+
+
+AMBIGUOUS_MIDNIGHT_QUERIES = [
+    "SELECT count(*) FROM laser_stamps AS s WHERE date_part('year', s.at) = 2015 AND date_part('month', s.at) = 11",
+    "SELECT count(*) FROM laser_stamps AS s WHERE s.at::date = DATE '2015-11-01'",
+    "SELECT count(*) FROM laser_stamps AS s WHERE date_trunc('month', s.at) = DATE '2015-11-01'",
+    "SELECT count(*) FROM laser_stamps AS s WHERE s.at::date >= DATE '2015-11-01'",
+    "SELECT count(*) FROM laser_stamps AS s WHERE s.at::date < DATE '2015-11-01'",
+]
+
+
+@pytest.mark.parametrize("sql", AMBIGUOUS_MIDNIGHT_QUERIES)
+def test_timestamptz_ranges_keep_the_first_of_two_local_midnights(sql: str, demo_dsn: str) -> None:
+    """America/Havana fell back from 01:00 to 00:00 on 2015-11-01, so that day had two midnights and
+    DATE '2015-11-01' is the later one: an exact range from DATE bounds loses the first hour, which
+    date_part, ::date and date_trunc (all in the session time zone) place on November 1st."""
+    catalog = Catalog({"pg_temp.laser_stamps": Table("pg_temp", "laser_stamps",
+                                                     (Column("at", "timestamp with time zone", False),))})
+    rewritten = _rule("sargable_predicates")(sqlglot.parse_one(sql, read="postgres"), catalog)
+    assert rewritten is not None
+    with psycopg.connect(demo_dsn, autocommit=True) as conn:
+        conn.execute("SET TIME ZONE 'America/Havana'")
+        conn.execute("CREATE TEMPORARY TABLE laser_stamps (at timestamptz NOT NULL)")
+        conn.execute("INSERT INTO laser_stamps SELECT generate_series(timestamptz '2015-10-31 20:00-04', "
+                     "timestamptz '2015-11-01 03:00-05', interval '10 minutes')")
+        first_hour = conn.execute("SELECT count(*) FROM laser_stamps WHERE at >= timestamptz '2015-11-01 00:00-04' "
+                                  "AND at < timestamptz '2015-11-01 00:00-05'").fetchone()
+        later_midnight = conn.execute("SELECT DATE '2015-11-01'::timestamptz = timestamptz '2015-11-01 00:00-05'")
+        assert first_hour == (6,) and later_midnight.fetchone() == (True,)  # the instance shows the trap
+        expected = conn.execute(sql).fetchone()
+        assert conn.execute(rewritten.sql(dialect="postgres")).fetchone() == expected

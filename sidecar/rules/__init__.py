@@ -17,6 +17,8 @@ from sidecar.rules.distinct_join_to_exists import distinct_join_to_exists
 from sidecar.rules.exists_to_lateral_probe import exists_to_lateral_probe
 from sidecar.rules.explicit_join_order import explicit_join_order
 from sidecar.rules.extract_common_subexpressions import extract_common_subexpressions
+from sidecar.rules.filtered_window_to_having import filtered_window_to_having
+from sidecar.rules.join_or_to_union_all import join_or_to_union_all
 from sidecar.rules.merge_scalar_aggregates import merge_scalar_aggregates
 from sidecar.rules.not_in_to_not_exists import not_in_to_not_exists
 from sidecar.rules.or_to_union_all import or_to_union_all
@@ -34,11 +36,13 @@ RULES: tuple[Rule, ...] = (
     exists_to_lateral_probe,
     not_in_to_not_exists,
     window_to_group_by,
+    filtered_window_to_having,
     extract_common_subexpressions,
     push_predicates_into_ctes,
     merge_scalar_aggregates,
     preaggregate_before_join,
     or_to_union_all,
+    join_or_to_union_all,
     explicit_join_order,
 )
 

@@ -6,13 +6,29 @@ become a half-open range ``c >= lo AND c < hi`` that a B-tree index on ``c`` can
 ``c::date = $1`` (a statement from pg_stat_statements, constants normalized to parameters) becomes
 ``c >= CAST($1 AS DATE) AND c < CAST($1 AS DATE) + 1``: true for every value of ``$1``.
 
+``extract(year from c) = Y AND extract(month from c) = M`` (also ``date_part('year', c)``, and
+with ``extract(day from c) = D`` too) becomes one range of the month (the day): alone, the month
+field bounds nothing, so the year becomes a year range and the month stays an expression over
+every row of that year.
+
 Constraints relied on:
 
 - Range rewrite only for columns the catalog types as ``date``, ``timestamp`` or ``timestamptz``.
 - The constant must be a literal calendar date aligned to the unit (``date_trunc('month', c) =
-  '2024-02-15'`` is never true and is left alone). Bounds are emitted as ``DATE`` literals, which
-  PostgreSQL converts to midnight in the session time zone, the same zone ``date_trunc``,
-  ``extract`` and ``::date`` use for ``timestamptz``.
+  '2024-02-15'`` is never true and is left alone); the fields an integer literal each, making a
+  valid date (``month = 13`` or February 30 are left as written). Bounds are emitted as ``DATE``
+  literals.
+- ``date`` and ``timestamp`` columns: ``extract``, ``date_trunc``, ``::date`` and ``to_char`` are
+  calendar arithmetic on the value itself, so the range replaces the expression exactly.
+- ``timestamptz`` columns: the functions work in the session time zone, and so does the DATE
+  bound (midnight there) — except where local midnight is ambiguous (a zone that falls back from
+  01:00 to 00:00, as America/Havana on 2015-11-01 or Atlantic/Azores every October): PostgreSQL
+  takes the later of the two midnights, so an exact range would lose the first hour of the day.
+  So for ``timestamptz`` the range only narrows the scan: its lower bound is one day earlier
+  (``c >= d - 1``: earlier than any midnight of ``d``), the upper bound is exact (every instant of
+  an earlier local date precedes every instant of ``d``), and the original comparison is kept
+  after it as a recheck. The range is implied by the comparison, so adding it changes no row in
+  any time zone. A comparison already behind such a range is not rewritten again.
 - A NULL column gives NULL on both sides, so the rewrite is equivalent in any boolean context.
 
 >>> import sqlglot
@@ -26,12 +42,13 @@ Constraints relied on:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 
 from sqlglot import exp
 
 from sidecar.catalog import DATE_TYPES, Catalog
-from sidecar.rules._scope import resolve_column
+from sidecar.rules._scope import and_all, conjuncts, resolve_column
 
 _DATE_LITERAL = re.compile(r"^\s*(\d{4})-(\d{2})-(\d{2})(?:[ T]00:00(?::00(?:\.0+)?)?)?\s*$")
 _COMPARISONS = (exp.EQ, exp.LT, exp.LTE, exp.GT, exp.GTE)
@@ -43,17 +60,20 @@ _MIRROR: dict[type[exp.Expr], type[exp.Expr]] = {
     exp.GTE: exp.LTE,
 }
 _TO_CHAR_UNITS = {"%Y-%m-%d": "day", "%Y-%m": "month", "%Y": "year"}
+TIMESTAMPTZ = "timestamp with time zone"
 
 
 def sargable_predicates(expression: exp.Expr, catalog: Catalog) -> exp.Expr | None:
     tree = expression.copy()
     fired = False
     for select in list(tree.find_all(exp.Select)):
-        for comparison in list(select.find_all(*_COMPARISONS)):
-            if comparison.parent_select is not select:
-                continue
+        comparisons = list(select.find_all(*_COMPARISONS))
+        fired = _combine_calendar_fields(select, catalog) or fired
+        for comparison in comparisons:
+            if comparison.parent_select is not select or comparison.root() is not tree:
+                continue  # inside a subquery, or a field combined (and, for timestamptz, rechecked) above
             replacement = _rewrite(comparison, select, catalog)
-            if replacement is not None:
+            if replacement is not None and not _bounded_already(comparison, replacement, [comparison]):
                 if not isinstance(comparison.parent, (exp.Where, exp.And, exp.Join)):
                     replacement = exp.paren(replacement, copy=False)
                 comparison.replace(replacement)
@@ -92,7 +112,7 @@ def _rewrite(
     elif isinstance(left, exp.Cast) and left.to.is_type(exp.DataType.Type.DATE):
         parameter = _parameter(right)
         if parameter is not None:
-            return _parameter_range(left.this, op, parameter, select, catalog)
+            return _parameter_range(left.this, op, parameter, comparison, select, catalog)
         column, unit, start = left.this, "day", _date_constant(right)
     if unit not in ("day", "month", "year") or start is None or not isinstance(column, exp.Column):
         return None
@@ -103,22 +123,46 @@ def _rewrite(
         return None
 
     # Only ``c::date <op> d`` reaches _range with an operator other than ``=`` (unit == "day").
-    return _range(column, op, _date_literal(start), _date_literal(_advance(start, unit)))
+    return _range(column, op, _date_literal(start), _date_literal(_advance(start, unit)),
+                  comparison if resolved[2].data_type == TIMESTAMPTZ else None)
 
 
-def _range(column: exp.Expr, op: type[exp.Expr], lower: exp.Expr,
-           upper: exp.Expr) -> exp.Expr:
-    """``f(c) <op> x`` as bounds on ``c``, where ``[lower, upper)`` is the range with ``f(c) = x``."""
+def _range(column: exp.Expr, op: type[exp.Expr], lower: exp.Expr, upper: exp.Expr,
+           recheck: exp.Expr | None = None) -> exp.Expr:
+    """``f(c) <op> x`` as bounds on ``c``, where ``[lower, upper)`` is the range with ``f(c) = x``.
+
+    With ``recheck`` (a ``timestamptz`` column: see the module) every lower bound is one day
+    earlier and ``recheck``, the original comparison, is kept after the bounds."""
     bare = column.copy()
+    below = exp.Sub(this=lower.copy(), expression=exp.Literal.number(1)) if recheck is not None else lower
     if op is exp.EQ:
-        return exp.and_(exp.GTE(this=bare, expression=lower), exp.LT(this=bare.copy(), expression=upper))
-    if op is exp.LT:
-        return exp.LT(this=bare, expression=lower)
-    if op is exp.LTE:
-        return exp.LT(this=bare, expression=upper)
-    if op is exp.GT:
-        return exp.GTE(this=bare, expression=upper)
-    return exp.GTE(this=bare, expression=lower)
+        bounds = exp.and_(exp.GTE(this=bare, expression=below), exp.LT(this=bare.copy(), expression=upper))
+    elif op is exp.LT:
+        bounds = exp.LT(this=bare, expression=lower)
+    elif op is exp.LTE:
+        bounds = exp.LT(this=bare, expression=upper)
+    elif op is exp.GT:
+        bounds = exp.GTE(this=bare, expression=exp.Sub(this=upper, expression=exp.Literal.number(1))
+                         if recheck is not None else upper)
+    else:
+        bounds = exp.GTE(this=bare, expression=below)
+    if recheck is None:
+        return bounds
+    parts = [*conjuncts(bounds), *conjuncts(recheck.copy())]
+    return functools.reduce(lambda left, right: exp.And(this=left, expression=right), parts)
+
+
+def _bounded_already(node: exp.Expr, replacement: exp.Expr, originals: list[exp.Expr]) -> bool:
+    """Are the bounds of ``replacement`` (its conjuncts other than the rechecked ``originals``)
+    already conjuncts beside ``node``? Then this rule rewrote ``node`` before and kept it as the
+    recheck of a ``timestamptz`` range: rewriting it again would only repeat the range."""
+    top = node
+    while isinstance(top.parent, (exp.And, exp.Paren)):
+        top = top.parent
+    present = {part.sql(dialect="postgres") for part in conjuncts(top)}
+    kept = {original.sql(dialect="postgres") for original in originals}
+    bounds = [part.sql(dialect="postgres") for part in conjuncts(replacement)]
+    return all(bound in present for bound in bounds if bound not in kept)
 
 
 def _is_constant(node: exp.Expr) -> bool:
@@ -136,7 +180,7 @@ def _parameter(node: exp.Expr) -> exp.Expr | None:
     return node if isinstance(node, (exp.Parameter, exp.Placeholder)) else None
 
 
-def _parameter_range(column: exp.Expr, op: type[exp.Expr], parameter: exp.Expr,
+def _parameter_range(column: exp.Expr, op: type[exp.Expr], parameter: exp.Expr, comparison: exp.Expr,
                      select: exp.Select, catalog: Catalog) -> exp.Expr | None:
     """``c::date <op> $n`` as a range on ``c``, with the day bounds computed from ``$n`` by the server.
 
@@ -154,7 +198,7 @@ def _parameter_range(column: exp.Expr, op: type[exp.Expr], parameter: exp.Expr,
         return None
     lower = exp.cast(parameter.copy(), exp.DataType.Type.DATE)
     upper = exp.Add(this=exp.cast(parameter.copy(), exp.DataType.Type.DATE), expression=exp.Literal.number(1))
-    return _range(column, op, lower, upper)
+    return _range(column, op, lower, upper, comparison if resolved[2].data_type == TIMESTAMPTZ else None)
 
 
 def _date_constant(node: exp.Expr) -> dt.date | None:
@@ -205,3 +249,86 @@ def _advance(day: dt.date, unit: str) -> dt.date:
 
 def _date_literal(day: dt.date) -> exp.Expr:
     return exp.cast(exp.Literal.string(day.isoformat()), exp.DataType.Type.DATE)
+
+
+_FIELDS = ("year", "month", "day")
+
+
+def _combine_calendar_fields(select: exp.Select, catalog: Catalog) -> bool:
+    """``extract(year from c) = Y AND extract(month from c) = M [AND extract(day from c) = D]``
+    (also ``date_part('year', c)``, conjuncts in any order and among others, in WHERE or an ON)
+    as one range of ``c``: the month (or the day). Alone, the month or day field says nothing
+    about ``c``'s range; together with the year it is one interval."""
+    conditions: list[exp.Expr] = []
+    where = select.args.get("where")
+    if where is not None:
+        conditions.append(where)
+    conditions.extend(join for join in select.args.get("joins") or [] if join.args.get("on") is not None)
+    fired = False
+    for holder in conditions:
+        key = "this" if isinstance(holder, exp.Where) else "on"
+        parts = conjuncts(holder.args[key])
+        fields: dict[str, dict[str, tuple[int, int]]] = {}  # column text → field → (conjunct index, value)
+        columns: dict[str, exp.Column] = {}
+        for index, part in enumerate(parts):
+            found = _calendar_field(part)
+            if found is not None:
+                column, field, value = found
+                text = column.sql(dialect="postgres")
+                columns[text] = column
+                fields.setdefault(text, {}).setdefault(field, (index, value))
+        replaced: dict[int, exp.Expr] = {}
+        for text, found_fields in fields.items():
+            if "year" not in found_fields or "month" not in found_fields:
+                continue
+            used = [name for name in _FIELDS if name in found_fields]
+            year, month = found_fields["year"][1], found_fields["month"][1]
+            day = found_fields["day"][1] if "day" in found_fields else 1
+            try:
+                start = dt.date(year, month, day)
+                end = _advance(start, "day" if "day" in found_fields else "month")
+            except (ValueError, OverflowError):
+                continue  # never true (February 30) or out of range: left as written
+            column = columns[text]
+            resolved = resolve_column(column, select, catalog)
+            if resolved is None or resolved[2].data_type not in DATE_TYPES:
+                continue
+            originals = [parts[found_fields[name][0]] for name in used]
+            recheck = and_all([o.copy() for o in originals]) if resolved[2].data_type == TIMESTAMPTZ else None
+            combined = _range(column, exp.EQ, _date_literal(start), _date_literal(end), recheck)
+            if _bounded_already(originals[0], combined, originals):
+                continue
+            replaced[found_fields["year"][0]] = combined
+            for name in used[1:]:
+                replaced[found_fields[name][0]] = exp.true()  # dropped below
+        if not replaced:
+            continue
+        kept: list[exp.Expr] = []
+        for index, part in enumerate(parts):
+            replacement = replaced.get(index)
+            if replacement is None:
+                kept.append(part)
+            elif not isinstance(replacement, exp.Boolean):
+                kept.extend(conjuncts(replacement))
+        holder.set(key, and_all(kept))
+        fired = True
+    return fired
+
+
+def _calendar_field(part: exp.Expr) -> tuple[exp.Column, str, int] | None:
+    """(column, field, value) for ``extract(field from column) = integer`` with field year, month
+    or day, either side; else None."""
+    if not isinstance(part, exp.EQ):
+        return None
+    extract, value = part.left, part.right
+    if not isinstance(extract, exp.Extract):
+        extract, value = value, extract
+    if not isinstance(extract, exp.Extract) or not isinstance(value, exp.Literal):
+        return None
+    field = extract.this.name.lower()
+    if field not in _FIELDS or value.is_string or not value.name.isdigit():
+        return None
+    column = extract.expression
+    if not isinstance(column, exp.Column):
+        return None
+    return column, field, int(value.name)

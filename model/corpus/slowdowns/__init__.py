@@ -21,6 +21,7 @@ from model.corpus.slowdowns.correlate_grouped_aggregates import correlate_groupe
 from model.corpus.slowdowns.exists_to_count import exists_to_count
 from model.corpus.slowdowns.exists_to_distinct_join import exists_to_distinct_join
 from model.corpus.slowdowns.group_by_to_window import group_by_to_window
+from model.corpus.slowdowns.having_to_filtered_window import having_to_filtered_window
 from model.corpus.slowdowns.in_to_count import in_to_count
 from model.corpus.slowdowns.inline_ctes import inline_ctes
 from model.corpus.slowdowns.join_to_exists import join_to_exists
@@ -47,6 +48,7 @@ SLOWDOWNS: tuple[Slowdown, ...] = (
     correlate_grouped_aggregates,
     aggregate_after_join,
     group_by_to_window,
+    having_to_filtered_window,
     lateral_probe_to_exists,
     union_all_to_or,
     split_merged_aggregates,
@@ -66,11 +68,13 @@ INVERSE_OF: dict[str, str] = {
     "exists_to_lateral_probe": "lateral_probe_to_exists",
     "not_in_to_not_exists": "not_exists_to_not_in",
     "window_to_group_by": "group_by_to_window",
+    "filtered_window_to_having": "having_to_filtered_window",
     "extract_common_subexpressions": "inline_ctes",
     "push_predicates_into_ctes": "pull_predicates_out_of_ctes",
     "merge_scalar_aggregates": "split_merged_aggregates",
     "preaggregate_before_join": "aggregate_after_join",
     "or_to_union_all": "union_all_to_or",
+    "join_or_to_union_all": "union_all_to_or",
     "explicit_join_order": "joins_to_commas",
 }
 """Rules-backend rule → the transformation that makes what it undoes (so a model trained on the
