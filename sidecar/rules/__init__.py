@@ -18,6 +18,7 @@ from sidecar.rules.exists_to_lateral_probe import exists_to_lateral_probe
 from sidecar.rules.explicit_join_order import explicit_join_order
 from sidecar.rules.extract_common_subexpressions import extract_common_subexpressions
 from sidecar.rules.filtered_window_to_having import filtered_window_to_having
+from sidecar.rules.inline_shared_ctes import inline_shared_ctes
 from sidecar.rules.join_or_to_union_all import join_or_to_union_all
 from sidecar.rules.merge_scalar_aggregates import merge_scalar_aggregates
 from sidecar.rules.not_in_to_not_exists import not_in_to_not_exists
@@ -25,6 +26,7 @@ from sidecar.rules.or_to_union_all import or_to_union_all
 from sidecar.rules.preaggregate_before_join import preaggregate_before_join
 from sidecar.rules.push_predicates_into_ctes import push_predicates_into_ctes
 from sidecar.rules.sargable_predicates import sargable_predicates
+from sidecar.rules.semijoin_reduce_derived_tables import semijoin_reduce_derived_tables
 from sidecar.rules.window_to_group_by import window_to_group_by
 
 Rule = Callable[[exp.Expr, Catalog], "exp.Expr | None"]
@@ -39,8 +41,10 @@ RULES: tuple[Rule, ...] = (
     filtered_window_to_having,
     extract_common_subexpressions,
     push_predicates_into_ctes,
+    inline_shared_ctes,
     merge_scalar_aggregates,
     preaggregate_before_join,
+    semijoin_reduce_derived_tables,
     or_to_union_all,
     join_or_to_union_all,
     explicit_join_order,

@@ -18,6 +18,7 @@ from sqlglot import exp
 
 from model.corpus.slowdowns.aggregate_after_join import aggregate_after_join
 from model.corpus.slowdowns.correlate_grouped_aggregates import correlate_grouped_aggregates
+from model.corpus.slowdowns.drop_semijoin_reductions import drop_semijoin_reductions
 from model.corpus.slowdowns.exists_to_count import exists_to_count
 from model.corpus.slowdowns.exists_to_distinct_join import exists_to_distinct_join
 from model.corpus.slowdowns.group_by_to_window import group_by_to_window
@@ -31,6 +32,7 @@ from model.corpus.slowdowns.lateral_probe_to_exists import lateral_probe_to_exis
 from model.corpus.slowdowns.materialize_ctes import materialize_ctes
 from model.corpus.slowdowns.not_exists_to_not_in import not_exists_to_not_in
 from model.corpus.slowdowns.pull_predicates_out_of_ctes import pull_predicates_out_of_ctes
+from model.corpus.slowdowns.rematerialize_shared_ctes import rematerialize_shared_ctes
 from model.corpus.slowdowns.split_merged_aggregates import split_merged_aggregates
 from model.corpus.slowdowns.union_all_to_or import union_all_to_or
 from model.corpus.slowdowns.wrap_filtered_columns import wrap_filtered_columns
@@ -57,6 +59,8 @@ SLOWDOWNS: tuple[Slowdown, ...] = (
     materialize_ctes,
     wrap_filtered_columns,
     joins_to_commas,
+    drop_semijoin_reductions,
+    rematerialize_shared_ctes,
 )
 
 BY_NAME: dict[str, Slowdown] = {slowdown.__name__: slowdown for slowdown in SLOWDOWNS}
@@ -71,8 +75,10 @@ INVERSE_OF: dict[str, str] = {
     "filtered_window_to_having": "having_to_filtered_window",
     "extract_common_subexpressions": "inline_ctes",
     "push_predicates_into_ctes": "pull_predicates_out_of_ctes",
+    "inline_shared_ctes": "rematerialize_shared_ctes",
     "merge_scalar_aggregates": "split_merged_aggregates",
     "preaggregate_before_join": "aggregate_after_join",
+    "semijoin_reduce_derived_tables": "drop_semijoin_reductions",
     "or_to_union_all": "union_all_to_or",
     "join_or_to_union_all": "union_all_to_or",
     "explicit_join_order": "joins_to_commas",
