@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.sql import Composable
 
 from laser import demo
 from laser.bench.runner import (
@@ -19,10 +20,14 @@ from laser.bench.runner import (
     Protocol,
     ReplayMethod,
     Runner,
+    Timing,
+    measure_interleaved,
     summaries,
 )
 from laser.bench.workloads import BenchQuery, WorkloadError, load_workload
 from laser.localdb import LocalCluster
+from sidecar.verify import ReadOnlySession
+from sidecar.verify.session import Run
 
 ROOT = Path(__file__).resolve().parent.parent
 DB = "laser_bench_runner_test"
@@ -110,6 +115,33 @@ def test_equal_outputs_share_one_measurement(bench_dsn: str, tmp_path: Path) -> 
     record = Runner(bench_dsn, [a, b], QUICK, progress=None).run(QUERIES[2:])[0]
     assert record["methods"]["a"]["samples_s"] == record["methods"]["b"]["samples_s"]
     assert record["methods"]["a"]["equivalent"] is True  # values compared, not column types
+
+
+class Recording(ReadOnlySession):
+    """A real read-only session that also notes the order in which it ran statements."""
+
+    executed: list[str]
+
+    def run(self, statement: str | Composable, timeout_ms: int | None = None, fetch: bool = True) -> Run:
+        self.executed.append(str(statement))
+        return super().run(statement, timeout_ms=timeout_ms, fetch=fetch)
+
+
+def test_the_original_and_its_rewrites_are_warmed_up_then_timed_in_turn(bench_dsn: str) -> None:
+    """Every text warms up, then the timed runs alternate (A, B, A, B, ...): a drift in the machine's
+    speed hits each alike. A text that hits the cap drops out after that run."""
+    with psycopg.connect(bench_dsn) as conn:
+        session = Recording(conn, None)
+        session.executed = []
+        original, rewrite = Timing("SELECT sum(amount) FROM orders", QUICK), Timing("SELECT 42", QUICK)
+        slow = Timing("SELECT pg_sleep(1.5)", QUICK)
+        original.step(session)  # the bench runs the original once before any method proposes
+        measure_interleaved(session, [original, rewrite, slow])
+    a, b, c = original.sql, rewrite.sql, slow.sql
+    assert session.executed == [a, b, c, a, b, a, b]
+    for timing in (original, rewrite):
+        assert len(timing.result.samples_s) == QUICK.runs and timing.result.latency_s is not None
+    assert slow.result.timed_out and slow.result.latency_s == QUICK.timeout_s
 
 
 class Counting:

@@ -22,7 +22,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from laser.bench.metrics import Output, aggregate, distribution, summarize, verdict_mark
 from laser.bench.workloads import BenchQuery
-from sidecar.verify import GuardError, OutcomeStatus, ReadOnlySession, Verifier, VerifierConfig, guard
+from sidecar.verify import GuardError, OutcomeStatus, ReadOnlySession, Statement, Verifier, VerifierConfig, guard
 from sidecar.verify.session import Run
 from sidecar.verify.verifier import OriginalError, OriginalProfile
 
@@ -63,7 +63,8 @@ class Protocol:
 
     def describe(self) -> str:
         how = "mean without min and max" if self.trim else "mean"
-        return f"{self.warmups} warm-up + {self.runs} runs, {how}, {self.timeout_s:g} s cap"
+        return f"{self.warmups} warm-up + {self.runs} runs (the original's and the rewrites' in turn), {how}, " \
+               f"{self.timeout_s:g} s cap"
 
 
 @dataclass
@@ -83,29 +84,64 @@ class Measurement:
                 "timed_out": self.timed_out, "error": self.error, "rows": len(rows) if rows is not None else None}
 
 
-def measure(session: ReadOnlySession, sql: str, protocol: Protocol) -> Measurement:
-    """Warm-up and timed runs of `sql`; the first execution is kept for the result check.
+class Timing:
+    """The protocol's executions of one query text, one at a time, so that several texts can alternate.
 
     A run that hits the cap ends the measurement with the cap as the latency (the papers' timeout
-    rule), so a query that times out costs one cap, not four.
+    rule), so a query that times out costs one cap, not four; an error or too many rows ends it too.
     """
-    cap_ms = int(protocol.timeout_s * 1000)
-    result = Measurement()
-    for i in range(protocol.warmups + protocol.runs):
-        run = session.run(sql, timeout_ms=cap_ms)
+
+    def __init__(self, sql: str, protocol: Protocol) -> None:
+        self.sql, self.protocol = sql, protocol
+        self.result = Measurement()
+        self.done_runs = 0
+        self.finished = False
+
+    @property
+    def warming(self) -> bool:
+        return not self.finished and self.done_runs < self.protocol.warmups
+
+    def step(self, session: ReadOnlySession) -> None:
+        """Execute the next warm-up or timed run."""
+        if self.finished:
+            return
+        protocol, result = self.protocol, self.result
+        run = session.run(self.sql, timeout_ms=int(protocol.timeout_s * 1000))
+        timed = self.done_runs >= protocol.warmups
+        self.done_runs += 1
         if result.first is None:
             result.first = run
         if run.timed_out:
             result.timed_out, result.latency_s = True, protocol.timeout_s
             result.samples_s.append(protocol.timeout_s)
-            return result
-        if run.error is not None or run.too_many_rows:
+            self.finished = True
+        elif run.error is not None or run.too_many_rows:
             result.error = run.error.message if run.error else f"more than {session.max_rows} rows"
-            return result
-        if i >= protocol.warmups:
-            result.samples_s.append(min(run.elapsed_ms / 1000.0, protocol.timeout_s))
-    result.latency_s = aggregate(result.samples_s, protocol.trim)
-    return result
+            self.finished = True
+        else:
+            if timed:
+                result.samples_s.append(min(run.elapsed_ms / 1000.0, protocol.timeout_s))
+            if self.done_runs == protocol.warmups + protocol.runs:
+                result.latency_s = aggregate(result.samples_s, protocol.trim)
+                self.finished = True
+
+
+def measure_interleaved(session: ReadOnlySession, timings: Sequence[Timing]) -> None:
+    """Warm up every text, then alternate their timed runs (A, B, C, A, B, C, ...), so that a drift in
+    the machine's speed (caches, other load) hits all of them alike and sub-50 ms comparisons hold."""
+    for timing in timings:
+        while timing.warming:
+            timing.step(session)
+    while any(not t.finished for t in timings):
+        for timing in timings:
+            timing.step(session)
+
+
+def measure(session: ReadOnlySession, sql: str, protocol: Protocol) -> Measurement:
+    """Warm-up and timed runs of `sql` alone; the first execution is kept for the result check."""
+    timing = Timing(sql, protocol)
+    measure_interleaved(session, [timing])
+    return timing.result
 
 
 @dataclass(frozen=True)
@@ -300,68 +336,92 @@ class Runner:
 
     def _query(self, verifier: Verifier, query: BenchQuery) -> dict[str, Any]:
         session = verifier.session
-        original = measure(session, query.sql, self.protocol)
+        original = Timing(query.sql, self.protocol)
+        original.step(session)  # an original that fails is excluded before any method proposes
         record: dict[str, Any] = {"id": query.id, "template": query.template, "sql": query.sql,
-                                  "params": query.params, ORIGINAL: original.to_json(), "methods": {}}
-        if original.error:
-            record["excluded"] = f"the original fails: {original.error}"
+                                  "params": query.params, ORIGINAL: None, "methods": {}}
+        if original.result.error:
+            record[ORIGINAL] = original.result.to_json()
+            record["excluded"] = f"the original fails: {original.result.error}"
             return record
         proposals = {m.name: m.propose(query) for m in self.methods}
-        warmup = original.first
+        rewrites = {_normalized(p.sql): p.sql for p in proposals.values()
+                    if p.sql is not None and _normalized(p.sql) != _normalized(query.sql)}
+        warmup = original.result.first
         longer = bool(self.equiv_timeout_s and self.equiv_timeout_s > self.protocol.timeout_s)
-        if original.timed_out and longer and any(p.sql and _normalized(p.sql) != _normalized(query.sql)
-                                                 for p in proposals.values()):
+        extra: dict[str, Any] = {}
+        if original.result.timed_out and longer and rewrites:
             run = session.run(query.sql, timeout_ms=int((self.equiv_timeout_s or 0) * 1000))
             if run.ok:
                 warmup = run
-                record[ORIGINAL]["result_within_s"] = _round(run.elapsed_ms / 1000.0)
+                extra["result_within_s"] = _round(run.elapsed_ms / 1000.0)
         try:
             profile: OriginalProfile | None = verifier.prepare(query.sql, warmup=warmup)
         except (GuardError, OriginalError) as exc:
             profile = None
-            record[ORIGINAL]["not_comparable"] = str(exc)
-        measured: dict[str, tuple[Measurement, bool, bool | None, str]] = {}
+            extra["not_comparable"] = str(exc)
+        candidates = {key: self._vetted(verifier, sql) for key, sql in rewrites.items()}
+        measure_interleaved(session, [original, *(c.timing for c in candidates.values() if c.timing is not None)])
+        judged = {key: self._judged(verifier, profile, candidate) for key, candidate in candidates.items()}
+        record[ORIGINAL] = {**original.result.to_json(), **extra}
         for name, proposal in proposals.items():
-            record["methods"][name] = self._output(verifier, query, profile, original, proposal, measured)
+            record["methods"][name] = self._output(query, original.result, proposal, judged)
         return record
 
-    def _output(self, verifier: Verifier, query: BenchQuery, profile: OriginalProfile | None, original: Measurement,
-                proposal: Proposal, measured: dict[str, tuple[Measurement, bool, bool | None, str]]) -> dict[str, Any]:
+    @staticmethod
+    def _output(query: BenchQuery, original: Measurement, proposal: Proposal,
+                judged: dict[str, tuple[Measurement, bool, bool | None, str]]) -> dict[str, Any]:
         entry: dict[str, Any] = {"generation_s": _round(proposal.generation_s),
                                  "verification_s": _round(proposal.verification_s), "note": proposal.note}
         if proposal.sql is None or _normalized(proposal.sql) == _normalized(query.sql):
             entry.update(sql=None, changed=False, valid=True, equivalent=True,
                          latency_s=original.latency_s, timed_out=original.timed_out)
             return _finish(entry, original.latency_s)
-        key = _normalized(proposal.sql)
-        if key not in measured:
-            measured[key] = self._candidate(verifier, profile, proposal.sql)
-        result, valid, equivalent, reason = measured[key]
+        result, valid, equivalent, reason = judged[_normalized(proposal.sql)]
         entry.update(sql=proposal.sql, changed=True, valid=valid, equivalent=equivalent,
                      equivalence_note=reason, **{k: v for k, v in result.to_json().items() if k != "rows"})
         return _finish(entry, original.latency_s)
 
-    def _candidate(self, verifier: Verifier, profile: OriginalProfile | None,
-                   sql: str) -> tuple[Measurement, bool, bool | None, str]:
-        """Valid (admitted and planned), measured under the protocol, and judged by the verifier."""
+    def _vetted(self, verifier: Verifier, sql: str) -> _Candidate:
+        """A rewrite admitted by the guard and planned by EXPLAIN gets a timing; otherwise why not."""
         try:
             statement = guard(sql)
         except GuardError as exc:
-            return Measurement(error=str(exc)), False, None, "refused by the guard, not run"
+            return _Candidate(None, Measurement(error=str(exc)), False, "refused by the guard, not run")
         _, explained = verifier.session.explain(statement.text, timeout_ms=int(self.protocol.timeout_s * 1000))
         if explained.error is not None:
-            return Measurement(error=explained.error.message), False, None, "EXPLAIN failed"
-        result = measure(verifier.session, statement.text, self.protocol)
+            return _Candidate(None, Measurement(error=explained.error.message), False, "EXPLAIN failed")
+        return _Candidate(Timing(statement.text, self.protocol), None, True, "", statement)
+
+    @staticmethod
+    def _judged(verifier: Verifier, profile: OriginalProfile | None,
+                candidate: _Candidate) -> tuple[Measurement, bool, bool | None, str]:
+        """Valid (admitted and planned), measured under the protocol, and judged by the verifier."""
+        if candidate.timing is None or candidate.statement is None:
+            assert candidate.failed is not None
+            return candidate.failed, candidate.valid, None, candidate.reason
+        result = candidate.timing.result
         if result.error:
             return result, True, None, "the rewrite fails when run"
         if profile is None or result.first is None:
             return result, True, None, "the original's result is unknown (it failed)"
-        outcome = verifier.check_equivalence(profile, statement, run=result.first)
+        outcome = verifier.check_equivalence(profile, candidate.statement, run=result.first)
         if outcome.status is OutcomeStatus.EQUIVALENT:
             return result, True, True, outcome.detail
         if outcome.status in (OutcomeStatus.NOT_EQUIVALENT, OutcomeStatus.SHAPE_MISMATCH):
             return result, True, False, outcome.detail
         return result, True, None, outcome.detail
+
+
+@dataclass
+class _Candidate:
+    """A distinct rewrite of one query: its timing, or the measurement that says why it was not run."""
+
+    timing: Timing | None
+    failed: Measurement | None
+    valid: bool
+    reason: str
+    statement: Statement | None = None
 
 
 def _finish(entry: dict[str, Any], original_s: float | None) -> dict[str, Any]:
