@@ -250,3 +250,28 @@ def test_timestamptz_ranges_keep_the_first_of_two_local_midnights(sql: str, demo
         assert first_hour == (6,) and later_midnight.fetchone() == (True,)  # the instance shows the trap
         expected = conn.execute(sql).fetchone()
         assert conn.execute(rewritten.sql(dialect="postgres")).fetchone() == expected
+
+
+@pytest.mark.parametrize(("sql", "rule", "words"), [
+    ("SELECT u.id FROM users AS u WHERE u.id NOT IN (SELECT e.user_id FROM events AS e WHERE e.page = '/cart')",
+     "not_in_to_not_exists", "not known to be NOT NULL"),
+    ("SELECT u.id FROM users AS u WHERE u.signup_date > (SELECT min(o.created_at) FROM orders AS o "
+     "WHERE o.user_id > u.id AND o.status = 'refunded')", "decorrelate_scalar_aggregates", "not by column equalities"),
+    ("WITH t AS (SELECT o.user_id, sum(o.amount) AS total FROM orders AS o GROUP BY o.user_id) "
+     "SELECT a.user_id FROM t AS a WHERE a.total > (SELECT avg(b.total) * 2.5 FROM t AS b)",
+     "inline_shared_ctes", "may run once per row"),
+])
+def test_a_rule_that_recognises_its_pattern_but_refuses_says_why(sql: str, rule: str, words: str,
+                                                                  demo_catalog: Catalog,
+                                                                  demo_conn: psycopg.Connection) -> None:
+    class ConnectionPlanner:
+        cost = staticmethod(_planner_cost(demo_conn))
+
+        @staticmethod
+        def rows(sql: str) -> float | None:
+            return None
+
+    search = RulesBackend().search(sql, demo_catalog, ConnectionPlanner())
+    assert all(rule not in c.rules for c in search.candidates)
+    declined = search.report.to_json()["declined"]
+    assert words in declined[rule], declined

@@ -43,11 +43,13 @@ class SearchReport:
     elapsed_ms: float | None = None
     out_of_time: bool | None = None
     """The deadline cut the search short."""
+    declined: dict[str, str] | None = None
+    """Rule → why it left a pattern it recognised in the query alone."""
 
     def to_json(self) -> dict[str, Any]:
         fields = {"kind": self.kind, "candidates": self.candidates, "planned": self.planned,
                   "unplannable": self.unplannable, "pruned": self.pruned, "elapsed_ms": self.elapsed_ms,
-                  "out_of_time": self.out_of_time}
+                  "out_of_time": self.out_of_time, "declined": self.declined or None}
         return {key: value for key, value in fields.items() if value is not None}
 
 
@@ -87,7 +89,8 @@ class RulesBackend:
         found = beam_search(query, catalog, planner.cost, deadline=deadline, stats=stats)
         return RuleSearch(found, SearchReport(
             kind="beam", candidates=len(found), planned=stats.planned, unplannable=stats.unplannable,
-            pruned=stats.pruned, elapsed_ms=round(stats.elapsed_s * 1000.0, 3), out_of_time=stats.out_of_time))
+            pruned=stats.pruned, elapsed_ms=round(stats.elapsed_s * 1000.0, 3), out_of_time=stats.out_of_time,
+            declined=dict(stats.declined)))
 
     def generate(
         self,

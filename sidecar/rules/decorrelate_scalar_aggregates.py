@@ -52,6 +52,7 @@ from sidecar.rules._scope import (
     rewrite_each_select,
     source_names,
 )
+from sidecar.rules.declines import decline
 
 _AGGREGATES = (exp.Sum, exp.Avg, exp.Min, exp.Max)
 # Nodes through which a NULL aggregate result stays NULL (so a missing LEFT JOIN row is harmless).
@@ -169,6 +170,8 @@ def _match(subquery: exp.Subquery, outer: exp.Select, catalog: Catalog) -> _Matc
         return None
     is_count = isinstance(value, exp.Count)
     if not is_count and not _null_propagating_aggregate(value):
+        decline(f"correlated {value.sql(dialect='postgres')}: only sum/avg/min/max under NULL-propagating "
+                "arithmetic, or count(…) alone, keep their value over no rows when moved to a LEFT JOIN")
         return None
 
     correlation: dict[tuple[str, str], exp.Expr] = {}
@@ -180,6 +183,8 @@ def _match(subquery: exp.Subquery, outer: exp.Select, catalog: Catalog) -> _Matc
             residual.append(conjunct)
             continue
         if not isinstance(conjunct, exp.EQ):
+            decline(f"correlated by {conjunct.sql(dialect='postgres')}, not by column equalities: no grouping "
+                    "key to aggregate by once")
             return None
         for inner_side, outer_side in ((conjunct.left, conjunct.right), (conjunct.right, conjunct.left)):
             if (

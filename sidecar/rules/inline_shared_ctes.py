@@ -42,6 +42,7 @@ from collections import Counter
 from sqlglot import exp
 
 from sidecar.catalog import Catalog
+from sidecar.rules.declines import decline
 
 
 def inline_shared_ctes(expression: exp.Expr, catalog: Catalog) -> exp.Expr | None:
@@ -60,7 +61,11 @@ def inline_shared_ctes(expression: exp.Expr, catalog: Catalog) -> exp.Expr | Non
                 continue
             references = [t for t in scope.find_all(exp.Table)
                           if t.name.lower() == name and not t.args.get("db") and not t.args.get("catalog")]
-            if len(references) < 2 or not all(_evaluated_once(t, scope) for t in references):
+            if len(references) < 2:
+                continue
+            if not all(_evaluated_once(t, scope) for t in references):
+                decline(f"CTE {cte.alias_or_name} is read inside a subquery expression, a LATERAL item or "
+                        "another CTE, which may run once per row: inlining could recompute it each time")
                 continue
             cte.set("materialized", False)
             fired = True

@@ -50,6 +50,7 @@ from sqlglot import exp
 
 from sidecar.catalog import Catalog
 from sidecar.rules._scope import and_all, conjuncts, not_null_source, source_names
+from sidecar.rules.declines import decline
 
 _SUBQUERY_ALLOWED = frozenset({"expressions", "from_", "joins", "where", "distinct", "order"})
 
@@ -84,6 +85,9 @@ def _rewrite(node: exp.Not, tree: exp.Expr, catalog: Catalog, cte_names: set[str
         return False
     outer_source = not_null_source(x, outer, catalog, cte_names)
     if outer_source is None:
+        decline(f"{x.sql(dialect='postgres')} NOT IN (subquery): {x.sql(dialect='postgres')} is not known to be "
+                "NOT NULL (a nullable or unknown column, or an outer join's nullable side), and on a NULL "
+                "NOT IN and NOT EXISTS differ")
         return False
 
     # Subquery: one plain SELECT whose only item is a NOT NULL column of its own FROM.
@@ -104,6 +108,8 @@ def _rewrite(node: exp.Not, tree: exp.Expr, catalog: Catalog, cte_names: set[str
     if not isinstance(y, exp.Column) or isinstance(y.this, exp.Star) or y.args.get("db"):
         return False
     if not_null_source(y, sub, catalog, cte_names) is None:
+        decline(f"NOT IN (SELECT {y.sql(dialect='postgres')} …): the subquery's column is not known to be NOT "
+                "NULL, and one NULL there makes NOT IN false for every row where NOT EXISTS is true")
         return False
 
     # Qualify x by its outer source; give a clashing inner FROM item a fresh alias first.

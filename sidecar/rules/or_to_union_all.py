@@ -81,6 +81,7 @@ from sidecar.rules._scope import (
     conjuncts,
     resolve_column,
 )
+from sidecar.rules.declines import decline
 
 _ALLOWED_ARGS = frozenset({"expressions", "from_", "joins", "where", "order"})
 _VOLATILE = (exp.Anonymous, exp.AnonymousAggFunc, exp.Rand, exp.Randn, exp.Randstr, exp.Uniform,
@@ -203,7 +204,11 @@ def _split(condition: exp.Expr, select: exp.Select, catalog: Catalog,
     groups: dict[str, list[exp.Expr]] = {}
     for disjunct in disjuncts:
         alias = _single_table(disjunct, select, catalog)
-        if alias is None or alias in nullable or not _index_served(disjunct, alias, select, catalog):
+        if alias is None or alias in nullable:
+            return None
+        if not _index_served(disjunct, alias, select, catalog):
+            decline(f"OR across tables: {disjunct.sql(dialect='postgres')} compares no leading index column "
+                    "of its table with constants, so a UNION ALL branch for it would scan the table anyway")
             return None
         groups.setdefault(alias, []).append(disjunct)
     if len(groups) != 2:

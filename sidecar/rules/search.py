@@ -29,13 +29,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from sidecar.catalog import Catalog
 from sidecar.rules._scope import parse
+from sidecar.rules.declines import collecting
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ class SearchStats:
     """Deeper candidates the estimate did not favour over their parent."""
     elapsed_s: float = 0.0
     out_of_time: bool = False
+    declined: dict[str, str] = field(default_factory=dict)
+    """Rule → why it left a pattern it recognised in the query alone (:mod:`sidecar.rules.declines`)."""
 
 
 def beam_search(sql: str, catalog: Catalog, cost: Cost, *, rules: Sequence[RuleFunction] | None = None,
@@ -87,8 +90,11 @@ def beam_search(sql: str, catalog: Catalog, cost: Cost, *, rules: Sequence[RuleF
                 if deadline is not None and time.monotonic() >= deadline:
                     stats.out_of_time = True
                     break
-                child = apply_rule(rule, parent_tree, catalog)
+                with collecting() as reasons:
+                    child = apply_rule(rule, parent_tree, catalog)
                 if child is None:
+                    if level == 1 and reasons:
+                        stats.declined[name] = "; ".join(reasons)
                     continue
                 try:
                     text = render(child)
