@@ -78,9 +78,9 @@ class Measurement:
     """Its first execution (with its rows, unless it timed out): what the equivalence check compares."""
 
     def to_json(self) -> dict[str, Any]:
-        rows = self.first.rows if self.first is not None else None
         return {"latency_s": _round(self.latency_s), "samples_s": [_round(s) for s in self.samples_s],
-                "timed_out": self.timed_out, "error": self.error, "rows": len(rows) if rows is not None else None}
+                "timed_out": self.timed_out, "error": self.error,
+                "rows": self.first.row_count if self.first is not None else None}
 
 
 def measure(session: ReadOnlySession, sql: str, protocol: Protocol) -> Measurement:
@@ -92,7 +92,8 @@ def measure(session: ReadOnlySession, sql: str, protocol: Protocol) -> Measureme
     cap_ms = int(protocol.timeout_s * 1000)
     result = Measurement()
     for i in range(protocol.warmups + protocol.runs):
-        run = session.run(sql, timeout_ms=cap_ms)
+        # Only the first run keeps a digest of the result; the others stream it by, counted.
+        run = session.run(sql, timeout_ms=cap_ms, fetch=result.first is None)
         if result.first is None:
             result.first = run
         if run.timed_out:
