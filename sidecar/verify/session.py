@@ -129,8 +129,11 @@ class ReadOnlySession:
         **kwargs: Any,
     ) -> ReadOnlySession:
         """Open a read-only connection; DatabaseUnavailable if the server cannot be reached."""
+        # client_connection_check_interval: should the sidecar die mid-query, the backend notices
+        # within a second and rolls back, instead of running on to the statement timeout.
         options = (
             f"-c default_transaction_read_only=on -c statement_timeout={int(statement_timeout_ms)}"
+            " -c client_connection_check_interval=1000"
         )
         try:
             conn = psycopg.connect(
