@@ -201,3 +201,27 @@ def test_pg_cron_runs_a_scheduled_capture(cluster: LocalCluster, sidecar: str, a
         assert ("succeeded",) in details or not details, details
     finally:
         admin.execute("SELECT cron.unschedule(jobname) FROM cron.job WHERE jobname LIKE 'laser-%'")
+
+
+def test_postgresql_restart_during_rewrite(cluster: LocalCluster, demo_dsn: str, admin_dsn: str) -> None:
+    """Last in this file: the whole cluster restarts under a laser_rewrite (pg_ctl stop -m fast)."""
+    with psycopg.connect(admin_dsn, autocommit=True) as admin:
+        before = _advisories(admin)
+    with killable_sidecar(cluster) as (address, process):
+        def restart() -> None:
+            cluster.stop()
+            cluster.start()
+            cluster.wait_ready()
+
+        restarting = threading.Timer(1.5, restart)
+        restarting.start()
+        elapsed, error = _rewrite(demo_dsn, address, timeout_ms=60_000)
+        restarting.join(timeout=90)
+        assert isinstance(error, psycopg.OperationalError), error  # the caller's own session ended
+        assert elapsed < 30, elapsed
+        assert process.poll() is None  # the sidecar is still up, and serves the next call
+        again, error = _rewrite(demo_dsn, address, timeout_ms=60_000, query="SELECT id FROM users WHERE id = 42")
+        assert error is None, error
+    with psycopg.connect(admin_dsn, autocommit=True) as admin:
+        assert not _left_behind(admin)
+        assert _advisories(admin) == before
