@@ -103,7 +103,8 @@ def main(args: argparse.Namespace) -> int:
     print(f"{'scenario':<9} {'rows':>11} {'seconds':>8} {'peak RSS growth MB':>19} {'Python peak MB':>15}  verdict")
     for scenario, rows in (("refuse", args.rows), ("compare", args.compare_rows)):
         m = measure_apart(scenario, dsn, rows, args.trace)
-        print(f"{scenario:<9} {rows:>11,} {m['seconds']:>8} {m['peak_rss_growth_mb']:>19} {m['python_peak_mb']:>15}"
+        python_peak = "-" if m["python_peak_mb"] is None else m["python_peak_mb"]
+        print(f"{scenario:<9} {rows:>11,} {m['seconds']:>8} {m['peak_rss_growth_mb']:>19} {python_peak:>15}"
               f"  {m['verdict'][:90]}", flush=True)
     return 0
 
