@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := postgresql-15 postgresql-plpython3-15
+APT_PACKAGES := postgresql-15 postgresql-plpython3-15 postgresql-15-cron
 
 .PHONY: demo test lint setup system-deps down clean stubs
 
@@ -20,7 +20,7 @@ lint: setup
 
 setup: system-deps $(VENV)/.installed
 
-# PostgreSQL 15 with PL/Python (pg_stat_statements ships with the server package).
+# PostgreSQL 15 with PL/Python (pg_stat_statements ships with the server package) and pg_cron (laser.schedule()).
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \

@@ -149,7 +149,7 @@ class LocalCluster:
                 "listen_addresses = ''\n"
                 f"port = {self.port}\n"
                 f"unix_socket_directories = '{self.socket_dir}'\n"
-                "shared_preload_libraries = 'pg_stat_statements'\n"
+                f"shared_preload_libraries = '{self._preload()}'\n"
                 "pg_stat_statements.track = all\n"
                 "shared_buffers = 512MB\n"
                 "max_connections = 60\n"
@@ -157,6 +157,14 @@ class LocalCluster:
                 "laser.timeout_ms = 300000\n"
             )
         self.ensure_advisor_settings()
+
+    def _preload(self) -> str:
+        """pg_stat_statements, and pg_cron when its package is installed (laser.schedule() uses it)."""
+        return "pg_stat_statements,pg_cron" if self.pg_cron_installed() else "pg_stat_statements"
+
+    def pg_cron_installed(self) -> bool:
+        """Debian's postgresql-15-cron is installed beside these server binaries."""
+        return (self.bin_dir.parent / "lib" / "pg_cron.so").exists()
 
     def ensure_advisor_settings(self) -> None:
         """Where laser.capture() samples parameters: this cluster's log, with slow statements in it.
@@ -174,6 +182,10 @@ class LocalCluster:
                 "# slow statements, with their parameters, for laser.capture() to sample\n"
                 "log_min_duration_statement = 20\n"
                 f"laser.log_file = '{self.log_file}'\n"
+                "# pg_cron (when preloaded): jobs in the demo database, run by background workers (no TCP here)\n"
+                "cron.database_name = 'laser_demo'\n"
+                "cron.use_background_workers = on\n"
+                "max_worker_processes = 16\n"
             )
         if self.running():
             self._as_server([str(self.bin_dir / "pg_ctl"), "reload", "-D", str(self.data_dir)])

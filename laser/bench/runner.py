@@ -79,9 +79,9 @@ class Measurement:
     """Its first execution (with its rows, unless it timed out): what the equivalence check compares."""
 
     def to_json(self) -> dict[str, Any]:
-        rows = self.first.rows if self.first is not None else None
         return {"latency_s": _round(self.latency_s), "samples_s": [_round(s) for s in self.samples_s],
-                "timed_out": self.timed_out, "error": self.error, "rows": len(rows) if rows is not None else None}
+                "timed_out": self.timed_out, "error": self.error,
+                "rows": self.first.row_count if self.first is not None else None}
 
 
 class Timing:
@@ -106,7 +106,8 @@ class Timing:
         if self.finished:
             return
         protocol, result = self.protocol, self.result
-        run = session.run(self.sql, timeout_ms=int(protocol.timeout_s * 1000))
+        # Only the first run keeps a digest of the result; the others stream it by, counted.
+        run = session.run(self.sql, timeout_ms=int(protocol.timeout_s * 1000), fetch=result.first is None)
         timed = self.done_runs >= protocol.warmups
         self.done_runs += 1
         if result.first is None:

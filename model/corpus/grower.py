@@ -236,7 +236,7 @@ def admit(verifier: Verifier, seed: SeedQuery) -> tuple[str | None, float]:
         return f"does not run: {exc}", 0.0
     if profile.timed_out:
         return f"does not finish within {verifier.config.statement_timeout_ms} ms", 0.0
-    if not profile.warmup.rows:
+    if not profile.warmup.row_count:
         return "returns no rows", 0.0
     again = verifier.check_equivalence(profile, statement)
     if again.status != OutcomeStatus.EQUIVALENT:

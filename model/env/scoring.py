@@ -136,7 +136,7 @@ def verdict(outcome: Outcome) -> str:
 def execution_report(outcome: Outcome, original: OriginalProfile | None) -> ExecutionReport:
     """The outcome in the seed's `/execute` terms (see ExecutionReport)."""
     warmup = original.warmup if original is not None else None
-    original_rows = len(warmup.rows) if warmup is not None and warmup.rows is not None else 0
+    original_rows = (warmup.row_count or 0) if warmup is not None else 0
     timed = outcome.status.timed
     equivalence = outcome.evidence.equivalence
     failed = outcome.status in REFUSED or outcome.status is OutcomeStatus.EXEC_ERROR

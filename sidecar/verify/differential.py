@@ -135,8 +135,9 @@ def _try_instances(scratch: Scratch, builder: InstanceBuilder, queries: tuple[st
         a, b = (scratch.run(q, config.query_timeout_ms) for q in queries)
         entry: dict[str, Any] = {"name": instance.name, "rows": builder.row_counts()}
         verdict = _differ(a, b, order)
-        entry["result_rows"] = len(a.rows) if a.rows is not None else None
-        entry["informative"] = bool(a.rows) and any(v is not None for row in a.rows or () for v in row)
+        entry["result_rows"] = a.row_count
+        entry["informative"] = bool(a.row_count) and (a.rows is None or any(v is not None for row in a.rows
+                                                                             for v in row))
         entry["verdict"] = verdict or "agree"
         tried.append(entry)
         if not verdict or verdict == "inconclusive":
@@ -160,8 +161,9 @@ def _differ(a: Run, b: Run, order: equivalence.OrderSpec) -> str:
         who = "the original" if failed_a else "the candidate"
         assert bad.error is not None
         return f"{who} fails where the other does not: {bad.error.message}"
-    assert a.rows is not None and b.rows is not None
-    comparison = equivalence.compare_results(a.rows, b.rows, order)
+    if a.too_many_rows or b.too_many_rows:
+        return "inconclusive"
+    comparison = equivalence.compare_digests(a.result, b.result, order)
     if not comparison.verifiable:
         return "inconclusive"  # e.g. a LIMIT reached with ties the ORDER BY leaves open
     return "" if comparison.equal else comparison.reason
@@ -213,7 +215,7 @@ def _counterexample(instance: Instance, builder: InstanceBuilder, a: Run, b: Run
             out[key] = {"error": run.error.message, "sqlstate": run.error.sqlstate}
         else:
             rows = run.rows or []
-            out[key] = {"row_count": len(rows), "rows": [[jsonable(v) for v in row] for row in rows[:20]]}
+            out[key] = {"row_count": run.row_count, "rows": [[jsonable(v) for v in row] for row in rows[:20]]}
     if a.rows is not None and b.rows is not None:
         out["examples"] = equivalence.compare_results(a.rows, b.rows, order).examples
     return out

@@ -1,6 +1,9 @@
 """Equivalence on the live data: result multisets, order-aware where the original's ORDER BY fixes one.
 
-Pure functions over fetched rows (LASER Eq.2: rows hashed after a deterministic sort).
+Pure functions over fetched rows (LASER Eq.2: rows hashed after a deterministic sort), and
+`ResultDigest`, the same comparison over a result that streams by in bounded memory: a small result
+is kept whole and compared row by row (with examples of differences); a large one is compared by
+its row count and order-insensitive and ordered hashes of its canonical rows.
 """
 from __future__ import annotations
 
@@ -20,6 +23,9 @@ from pglast.enums import SetOperation
 from pglast.stream import RawStream
 
 FLOAT_DIGITS = 10
+KEEP_ROWS = 10_000
+"""A result of at most this many rows is kept whole; a larger one only as its digest."""
+_MODULUS = 1 << 256
 
 
 @dataclass(frozen=True)
@@ -212,22 +218,112 @@ def canonical_row(row: Sequence[Any], digits: int = FLOAT_DIGITS) -> tuple[Any, 
     return tuple(canonical_value(v, digits) for v in row)
 
 
-def _sort_key(row: tuple[Any, ...]) -> str:
-    # NULLs and mixed types must sort deterministically; the repr of canonical values does that.
-    return repr(row)
+class ResultDigest:
+    """A result summarised as its rows stream by, in memory that does not grow with it.
 
+    Kept: the row count; the sum modulo 2**256 of a SHA-256 of each canonical row (equal for
+    equal multisets whatever the order); a SHA-256 over the canonical rows in order; one over each
+    column's canonical values in order (so the sequence of any set of ORDER BY key columns is
+    compared without knowing the keys while streaming); and the rows themselves while there are at
+    most `keep`.
 
-def result_hash(rows: Sequence[Sequence[Any]], digits: int = FLOAT_DIGITS) -> str:
-    """Order-independent hash of a result (sorted canonical rows), for evidence and rewards.
-
-    >>> result_hash([(1, "a"), (2, "b")]) == result_hash([(2, "b"), (1, "a")])
-    True
+    >>> a, b = ResultDigest(keep=1), ResultDigest(keep=1)
+    >>> for row in [(1, "x"), (2, "y")]: a.add(row)
+    >>> for row in [(2, "y"), (1, "x")]: b.add(row)
+    >>> a.count, a.complete, a.rows, a.multiset_hash == b.multiset_hash, a.ordered_hash == b.ordered_hash
+    (2, False, None, True, False)
     """
-    digest = hashlib.sha256()
-    for row in sorted((canonical_row(r, digits) for r in rows), key=_sort_key):
-        digest.update(_sort_key(row).encode())
-        digest.update(b"\n")
-    return digest.hexdigest()[:16]
+
+    __slots__ = ("_columns", "_kept", "_multiset", "_ordered", "count", "digits", "keep")
+
+    def __init__(self, keep: int = KEEP_ROWS, digits: int = FLOAT_DIGITS) -> None:
+        self.keep = keep
+        self.digits = digits
+        self.count = 0
+        self._kept: list[tuple[Any, ...]] = []
+        self._multiset = 0
+        self._ordered = hashlib.sha256()
+        self._columns: list[Any] = []
+
+    @classmethod
+    def of(cls, rows: Sequence[Sequence[Any]], keep: int = KEEP_ROWS, digits: int = FLOAT_DIGITS) -> ResultDigest:
+        digest = cls(keep, digits)
+        for row in rows:
+            digest.add(row)
+        return digest
+
+    def add(self, row: Sequence[Any]) -> None:
+        canonical = canonical_row(row, self.digits)
+        # repr() escapes control characters, so b"\n" and b"\0" separate unambiguously.
+        text = repr(canonical).encode()
+        self._multiset = (self._multiset + int.from_bytes(hashlib.sha256(text).digest(), "big")) % _MODULUS
+        self._ordered.update(text + b"\n")
+        if not self._columns:
+            self._columns = [hashlib.sha256() for _ in canonical]
+        for column, value in zip(self._columns, canonical, strict=False):
+            column.update(repr(value).encode() + b"\0")
+        if self.count < self.keep:
+            self._kept.append(tuple(row))
+        elif self.count == self.keep:
+            self._kept = []  # too large to keep: the hashes alone from here on
+        self.count += 1
+
+    @property
+    def complete(self) -> bool:
+        """The whole result is kept (`rows`)."""
+        return self.count <= self.keep
+
+    @property
+    def rows(self) -> list[tuple[Any, ...]] | None:
+        """Every row, in the order fetched, when the result was small enough to keep; else None."""
+        return self._kept if self.complete else None
+
+    @property
+    def multiset_hash(self) -> str:
+        """Order-independent hash of the result, for evidence and rewards."""
+        return f"{self._multiset:064x}"[:16]
+
+    @property
+    def ordered_hash(self) -> str:
+        return self._ordered.hexdigest()[:16]
+
+    def column_hashes(self, keys: Sequence[int]) -> tuple[str, ...]:
+        return tuple(self._columns[k].hexdigest() if k < len(self._columns) else "" for k in keys)
+
+
+def compare_digests(original: ResultDigest, candidate: ResultDigest, order: OrderSpec = OrderSpec()) -> Comparison:
+    """`compare_results` for digests: row by row when both results were kept whole, else by hashes
+    (the same verdicts, without examples of differing rows).
+
+    >>> big = ResultDigest.of([(i,) for i in range(5)], keep=2)
+    >>> compare_digests(big, ResultDigest.of([(i,) for i in reversed(range(5))], keep=2)).equal
+    True
+    >>> compare_digests(big, ResultDigest.of([(i,) for i in reversed(range(5))], keep=2), OrderSpec(True, (0,))).reason
+    'rows come in a different order than the original ORDER BY fixes'
+    >>> compare_digests(big, ResultDigest.of([(i,) for i in range(1, 6)], keep=2)).reason
+    'the results differ as multisets (5 rows each; too many to keep, so compared by hash)'
+    """
+    if original.complete and candidate.complete:
+        assert original.rows is not None and candidate.rows is not None
+        return compare_results(original.rows, candidate.rows, order, original.digits)
+    comparison = _compare_hashes(original, candidate, order)
+    return _limited(comparison, order, original.count)
+
+
+def _compare_hashes(left: ResultDigest, right: ResultDigest, order: OrderSpec) -> Comparison:
+    if left.count != right.count:
+        return Comparison(False, reason=f"row counts differ: {left.count} vs {right.count}")
+    if left._multiset != right._multiset:
+        return Comparison(False, reason=f"the results differ as multisets ({left.count} rows each; too many to "
+                                        "keep, so compared by hash)")
+    if not order.ordered or left._ordered.digest() == right._ordered.digest():
+        return Comparison(True)
+    if order.keys is None:
+        return Comparison(False, verifiable=False,
+                          reason="rows come in another order and the ORDER BY keys are not output columns")
+    if left.column_hashes(order.keys) != right.column_hashes(order.keys):
+        return Comparison(False, reason="rows come in a different order than the original ORDER BY fixes")
+    return Comparison(True, reason="equal; rows with tied ORDER BY keys are permuted")
 
 
 def compare_results(
@@ -251,8 +347,12 @@ def compare_results(
     >>> compare_results([(1,)], [(2,)], OrderSpec(True, (0,), limited=True)).verifiable
     False
     """
-    comparison = _compare(original, candidate, order, digits)
-    if order.fixes_rows(len(original)):
+    return _limited(_compare(original, candidate, order, digits), order, len(original))
+
+
+def _limited(comparison: Comparison, order: OrderSpec, original_rows: int) -> Comparison:
+    """A comparison read in the light of the original's LIMIT/OFFSET (see OrderSpec.fixes_rows)."""
+    if order.fixes_rows(original_rows):
         return comparison
     if comparison.equal:
         return Comparison(True, reason="equal (the original's LIMIT may cut between tied rows; these agree)")

@@ -15,6 +15,9 @@ from pglast import ast
 from pglast.parser import scan
 
 MAX_QUERY_BYTES = 256 * 1024
+MAX_NESTING = 200
+"""The deepest parse tree accepted (in nodes): later steps (deparsing, rewriting rules) recurse over it,
+and real queries stay far below (the deepest TPC-DS query is under 40)."""
 
 # Functions that write, signal, sleep, reach outside the database or change session state.
 # Matched on the last name part, lower-cased; prefixes end with "_" or "*".
@@ -89,14 +92,22 @@ def guard(sql: str) -> Statement:
     """
     if sql is None:
         raise GuardError("the query is NULL")
-    if len(sql.encode("utf-8")) > MAX_QUERY_BYTES:
-        raise GuardError(
-            f"the query is {len(sql.encode('utf-8'))} bytes; at most {MAX_QUERY_BYTES} are accepted"
-        )
+    try:
+        size = len(sql.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise GuardError(f"the query is not valid UTF-8 (an unpaired surrogate at character {exc.start})") from None
+    if size > MAX_QUERY_BYTES:
+        raise GuardError(f"the query is {size} bytes; at most {MAX_QUERY_BYTES} are accepted")
+    if "\x00" in sql:
+        # The parser would stop at it and see only the text before it.
+        raise GuardError(f"the query contains a NUL character (at character {sql.index(chr(0))}); "
+                         "PostgreSQL accepts none in a query")
     try:
         statements = pglast.parse_sql(sql)
     except pglast.parser.ParseError as exc:
         raise GuardError(f"syntax error: {exc}") from None
+    except RecursionError:
+        raise GuardError(f"the query nests too deeply; at most {MAX_NESTING} levels are accepted") from None
     if not statements:
         raise GuardError("the query is empty")
     if len(statements) != 1:
@@ -108,7 +119,9 @@ def guard(sql: str) -> Statement:
             "only read-only queries are accepted (SELECT, WITH ... SELECT, VALUES); "
             f"got {_statement_kind(top)}"
         )
-    for node in _walk(top):
+    for node, depth in _walk_depths(top):
+        if depth > MAX_NESTING:
+            raise GuardError(f"the query nests too deeply; at most {MAX_NESTING} levels are accepted")
         _check_node(node)
     return Statement(_trimmed(sql), top)
 
@@ -144,13 +157,21 @@ def _statement_kind(node: ast.Node) -> str:
 
 def _walk(node: Any) -> Iterator[ast.Node]:
     """Every AST node below and including `node`."""
-    if isinstance(node, ast.Node):
-        yield node
-        for attr in node:
-            yield from _walk(getattr(node, attr))
-    elif isinstance(node, (tuple, list)):
-        for item in node:
-            yield from _walk(item)
+    for found, _ in _walk_depths(node):
+        yield found
+
+
+def _walk_depths(node: Any) -> Iterator[tuple[ast.Node, int]]:
+    """Every AST node below and including `node`, with its depth (1 for `node`), parents first;
+    iterative, so that no nesting exhausts Python's stack."""
+    stack: list[tuple[Any, int]] = [(node, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, ast.Node):
+            yield item, depth
+            stack.extend((getattr(item, attr), depth + 1) for attr in reversed(list(item)))
+        elif isinstance(item, (tuple, list)):
+            stack.extend((child, depth) for child in reversed(item))
 
 
 def _check_node(node: ast.Node) -> None:

@@ -6,7 +6,7 @@ This is the only module of the verifier that waits on the database; the checks t
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
@@ -15,10 +15,14 @@ import psycopg
 from psycopg import errors, sql
 from psycopg.pq.abc import PGresult
 
+from sidecar.verify.equivalence import KEEP_ROWS, ResultDigest
+
 Query = str | sql.Composable
 """A statement to run: an admitted statement's text, or a composition of psycopg.sql parts."""
 
 APPLICATION_NAME = "laser-verifier"
+STREAM_CHUNK_ROWS = 1_000
+"""Rows per chunk while a result streams in (libpq's chunked-rows mode)."""
 _PREPARED = "laser_prepared"
 """The name under which a statement is PREPAREd to describe it or to EXPLAIN its generic plan."""
 MARKER = "/* laser-verifier */ "
@@ -60,14 +64,33 @@ class Run:
 
     elapsed_ms: float
     rows: list[tuple[Any, ...]] | None = None
+    """Every row, when fetched and no more than the session's `keep_rows`; else None (see `digest`)."""
     columns: tuple[Column, ...] = ()
     timed_out: bool = False
     too_many_rows: bool = False
     error: StatementError | None = None
+    digest: ResultDigest | None = None
+    """The fetched result as it streamed by (count, hashes, and the rows while few enough)."""
 
     @property
     def ok(self) -> bool:
         return self.error is None and not self.timed_out and not self.too_many_rows
+
+    @property
+    def row_count(self) -> int | None:
+        """How many rows it returned (None when not fetched, or it failed)."""
+        if self.digest is not None:
+            return self.digest.count
+        return len(self.rows) if self.rows is not None else None
+
+    @property
+    def result(self) -> ResultDigest:
+        """The result as a digest, for `equivalence.compare_digests`; the run must have fetched it."""
+        if self.digest is not None:
+            return self.digest
+        if self.rows is None:
+            raise ValueError("this run did not fetch its result")
+        return ResultDigest.of(self.rows)
 
 
 class ReadOnlySession:
@@ -84,6 +107,7 @@ class ReadOnlySession:
         statement_timeout_ms: int = 30_000,
         lock_timeout_ms: int = 2_000,
         max_rows: int = 1_000_000,
+        keep_rows: int = KEEP_ROWS,
     ) -> None:
         conn.autocommit = True  # we issue BEGIN / ROLLBACK ourselves
         self._conn = conn
@@ -91,6 +115,9 @@ class ReadOnlySession:
         self.statement_timeout_ms = statement_timeout_ms
         self.lock_timeout_ms = lock_timeout_ms
         self.max_rows = max_rows
+        """A result with more rows is refused (`Run.too_many_rows`) as soon as the row past it arrives."""
+        self.keep_rows = keep_rows
+        """A fetched result of at most this many rows is kept whole; a larger one only as a digest."""
 
     @classmethod
     def connect(
@@ -102,8 +129,11 @@ class ReadOnlySession:
         **kwargs: Any,
     ) -> ReadOnlySession:
         """Open a read-only connection; DatabaseUnavailable if the server cannot be reached."""
+        # client_connection_check_interval: should the sidecar die mid-query, the backend notices
+        # within a second and rolls back, instead of running on to the statement timeout.
         options = (
             f"-c default_transaction_read_only=on -c statement_timeout={int(statement_timeout_ms)}"
+            " -c client_connection_check_interval=1000"
         )
         try:
             conn = psycopg.connect(
@@ -208,7 +238,7 @@ class ReadOnlySession:
             for i, statement in enumerate(statements):
                 cur.execute(sql.SQL("SAVEPOINT {}").format(sql.Identifier(f"s{i}")))
                 run = self._timed(cur, statement, fetch=True)
-                if run.error is not None or run.timed_out:
+                if not run.ok:
                     cur.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(sql.Identifier(f"s{i}")))
                 runs.append(run)
         return runs
@@ -289,14 +319,29 @@ class ReadOnlySession:
                 self._conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(_PREPARED)))
 
     def _timed(self, cur: psycopg.Cursor[Any], statement: Query, fetch: bool) -> Run:
+        """Run `statement`, streaming its rows in chunks: memory stays bounded by `keep_rows` and a
+        chunk whatever the result's size. `fetch`: keep a digest of the result (else rows are only
+        counted, as a timed run needs). A result past `max_rows` is cut off there (the query is
+        cancelled; the transaction or savepoint must be rolled back)."""
         start = time.perf_counter()
         composed = sql.SQL(MARKER) + (sql.SQL(statement) if isinstance(statement, str) else statement)
+        digest = ResultDigest(keep=self.keep_rows) if fetch else None
+        count = 0
+        too_many = False
         try:
-            # Extended protocol: psycopg sends the text as one prepared statement, so a second
-            # statement hidden in it is rejected by the server as well as by the guard.
-            cur.execute(composed, prepare=False)
-            too_many = cur.rowcount > self.max_rows
-            rows = cur.fetchall() if (fetch and cur.description is not None and not too_many) else None
+            # Extended protocol (stream() always uses it): the text goes as one prepared statement,
+            # so a second statement hidden in it is rejected by the server as well as by the guard.
+            rows = cast(Generator[Any, None, None], cur.stream(cast(Any, composed), size=STREAM_CHUNK_ROWS))
+            try:
+                for row in rows:
+                    count += 1
+                    if count > self.max_rows:
+                        too_many = True
+                        break
+                    if digest is not None:
+                        digest.add(row)
+            finally:
+                rows.close()  # an early stop cancels the query and drains what was already sent
             elapsed = (time.perf_counter() - start) * 1000.0
         except errors.QueryCanceled:
             return Run(elapsed_ms=(time.perf_counter() - start) * 1000.0, timed_out=True)
@@ -306,8 +351,21 @@ class ReadOnlySession:
             return _failed(start, exc)
         except psycopg.Error as exc:
             return _failed(start, exc)
-        columns = tuple(Column(d.name, d.type_code) for d in (cur.description or ()))
-        return Run(elapsed_ms=elapsed, rows=rows, columns=columns, too_many_rows=too_many)
+        if cur.description is not None:
+            columns = tuple(Column(d.name, d.type_code) for d in cur.description)
+        else:  # stream() keeps no description of an empty result: ask for the statement's
+            columns = self._unnamed_columns()
+        if too_many:
+            return Run(elapsed_ms=elapsed, columns=columns, too_many_rows=True)
+        return Run(elapsed_ms=elapsed, rows=digest.rows if digest is not None else None, columns=columns,
+                   digest=digest)
+
+    def _unnamed_columns(self) -> tuple[Column, ...]:
+        """The result columns of the statement just run (libpq's unnamed prepared statement)."""
+        described = self._conn.pgconn.describe_prepared(b"")
+        encoding = self._conn.info.encoding
+        return tuple(Column((described.fname(i) or b"").decode(encoding), described.ftype(i))
+                     for i in range(described.nfields))
 
     def _role_refusal(self) -> str:
         user = self._conn.info.user
@@ -406,7 +464,7 @@ class Scratch:
         self._cur.execute("SELECT set_config('statement_timeout', %s, true)", (str(int(timeout_ms)),))
         self._cur.execute(sql.SQL("SAVEPOINT {}").format(name))
         run = self._session._timed(self._cur, statement, fetch=True)
-        if run.error is not None or run.timed_out:
+        if not run.ok:
             self._cur.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(name))
         else:
             self._cur.execute(sql.SQL("RELEASE SAVEPOINT {}").format(name))

@@ -402,7 +402,8 @@ class Verifier:
             return Outcome(OutcomeStatus.UNVERIFIABLE, "the candidate timed out before its result could be "
                            "compared", evidence=evidence)
         if run.too_many_rows or original.warmup.too_many_rows:
-            return Outcome(OutcomeStatus.UNVERIFIABLE, "the result is too large to compare", evidence=evidence)
+            return Outcome(OutcomeStatus.UNVERIFIABLE, f"the result is too large to compare: more than "
+                           f"{self.session.max_rows} rows", evidence=evidence)
         shape = self._shape_difference(original.columns, run.columns)
         if shape:
             return Outcome(OutcomeStatus.SHAPE_MISMATCH, shape, evidence=evidence)
@@ -410,14 +411,14 @@ class Verifier:
         if original.timed_out:
             return self._on_instances_alone(original, statement, order, evidence)
 
-        assert original.warmup.rows is not None and run.rows is not None
-        comparison = equivalence.compare_results(original.warmup.rows, run.rows, order)
+        left, right = original.warmup.result, run.result
+        comparison = equivalence.compare_digests(left, right, order)
         evidence.equivalence = EquivalenceEvidence(
             method="result multiset on live data" + (", order-aware" if order.ordered else ""),
-            rows=len(original.warmup.rows),
-            candidate_rows=len(run.rows),
-            original_hash=equivalence.result_hash(original.warmup.rows),
-            candidate_hash=equivalence.result_hash(run.rows),
+            rows=left.count,
+            candidate_rows=right.count,
+            original_hash=left.multiset_hash,
+            candidate_hash=right.multiset_hash,
             note=comparison.reason,
             examples=None if comparison.equal or not comparison.verifiable else comparison.examples,
         )
@@ -493,7 +494,7 @@ class Verifier:
             return _unchanged_plan(evidence)
         samples: list[float] = []
         for _ in range(self.config.timed_runs):
-            timed = self.session.run(statement.text, timeout_ms=candidate_cap, fetch=True)
+            timed = self.session.run(statement.text, timeout_ms=candidate_cap, fetch=False)
             if timed.error is not None or timed.timed_out:
                 return Outcome(OutcomeStatus.UNVERIFIABLE, "a timed run of the candidate failed or reached "
                                f"{candidate_cap} ms", evidence=evidence)
@@ -520,8 +521,8 @@ class Verifier:
         candidate_ms: list[float] = []
         candidate_timeouts = original_timeouts = 0
         for _ in range(self.config.timed_runs):
-            q = self.session.run(original.sql, fetch=True)
-            r = self.session.run(statement.text, timeout_ms=cap, fetch=True)
+            q = self.session.run(original.sql, fetch=False)
+            r = self.session.run(statement.text, timeout_ms=cap, fetch=False)
             if q.error is not None:
                 return Outcome(OutcomeStatus.UNVERIFIABLE, "the original failed while timed", evidence=evidence)
             if r.error is not None:
