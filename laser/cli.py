@@ -15,6 +15,7 @@ from laser import daemon, demo
 from laser.config import LocalSettings
 from laser.localdb import ClusterError, LocalCluster, bring_up
 from sidecar import server
+from sidecar.auth import TokenError, call_metadata, read_token_file
 
 
 def _sidecar_address(args: argparse.Namespace) -> str:
@@ -74,11 +75,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _target(dsn: str) -> laser_pb2.Target:
-    """Who and where: established by logging in with the DSN, not by trusting its text."""
+    """Who and where: established by logging in with the DSN, not by trusting its text; the server's
+    system identifier lets the sidecar refuse a request meant for another server than its own."""
     with psycopg.connect(dsn, connect_timeout=10) as conn:
-        row = conn.execute("SELECT current_user::text, session_user::text, current_database()::text").fetchone()
+        row = conn.execute("SELECT current_user::text, session_user::text, current_database()::text,"
+                           " (SELECT system_identifier::text FROM pg_catalog.pg_control_system())").fetchone()
+        server = f"host={conn.info.host} port={conn.info.port}"
     assert row is not None
-    return laser_pb2.Target(role=row[0], login_role=row[1], database=row[2])
+    return laser_pb2.Target(role=row[0], login_role=row[1], database=row[2], server_id=row[3], server=server)
+
+
+def _token() -> str:
+    """The sidecar's token for this command: LASER_SIDECAR_TOKEN, or the file LASER_SIDECAR_TOKEN_FILE names."""
+    settings = LocalSettings.from_env()
+    if settings.sidecar_token_file:
+        return read_token_file(settings.sidecar_token_file)
+    return settings.sidecar_token
 
 
 def _read(path: str) -> str:
@@ -88,7 +100,7 @@ def _read(path: str) -> str:
 def _call(address: str, method: str, request: Any, timeout_s: float) -> Any:
     with grpc.insecure_channel(address) as channel:
         stub = laser_pb2_grpc.LaserStub(channel)
-        return getattr(stub, method)(request, timeout=timeout_s)
+        return getattr(stub, method)(request, timeout=timeout_s, metadata=call_metadata(_token()))
 
 
 def cmd_rewrite(args: argparse.Namespace) -> int:
@@ -284,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (ClusterError, RuntimeError, OSError, psycopg.Error) as exc:
+    except (ClusterError, RuntimeError, OSError, psycopg.Error, TokenError) as exc:
         print(f"laser: {exc}", file=sys.stderr)
         return 1
     except grpc.RpcError as exc:

@@ -330,6 +330,12 @@ def _sidecar_version(info: laser_pb2.ModelInfoResponse, server: Server) -> Check
     return Check("sidecar version", FAIL, f"extension {ours} in {server.database}, sidecar for {theirs}", fix)
 
 
+def _server_id(conn: psycopg.Connection) -> str:
+    """The cluster's system identifier: the sidecar checks that it verifies on this very server."""
+    row = conn.execute("SELECT system_identifier::text FROM pg_catalog.pg_control_system()").fetchone()
+    return str(row[0]) if row else ""
+
+
 def _identity(stub: laser_pb2_grpc.LaserStub, info: laser_pb2.ModelInfoResponse, conn: psycopg.Connection,
               server: Server, as_role: str | None, timeout_s: float) -> Check:
     """Have the sidecar verify a trivial pair as the role: it logs in as it (login) or SETs ROLE (set_role)."""
@@ -349,7 +355,8 @@ def _identity(stub: laser_pb2_grpc.LaserStub, info: laser_pb2.ModelInfoResponse,
         return Check(name, INFO, f"{roles}; not tried as superuser {role}",
                      "check an application role: laser doctor --dsn DSN --as-role ROLE")
     request = laser_pb2.VerifyRequest(original="SELECT 1 AS laser_doctor", candidate="SELECT 2 AS laser_doctor",
-                                      target=laser_pb2.Target(database=server.database, role=role, login_role=login))
+                                      target=laser_pb2.Target(database=server.database, role=role, login_role=login,
+                                                              server_id=_server_id(conn)))
     try:
         stub.Verify(request, timeout=timeout_s)
     except grpc.RpcError as exc:
