@@ -275,8 +275,13 @@ class RewritePipeline:
                  options: RequestOptions) -> Iterator[tuple[Context, ReadOnlySession]]:
         """A read-only session as the caller, the original's profiles and the catalog."""
         verifier_config = self._verifier_config(options)
-        with self._session(database, role, login_role, verifier_config) as session, self._watched(session, options):
-            self._check_server(session, options)
+        try:
+            opened = self._session(database, role, login_role, verifier_config)
+        except SessionError:
+            self._check_server_apart(options)  # "another server" explains a missing database or role best
+            raise
+        with opened as session, self._watched(session, options):
+            self._check_server(session.connection, options)
             verifier = Verifier(session, verifier_config)
             originals = verifier.prepare_sets(statement, options.given_sets(), self._min_sets(options))
             catalog = load_catalog(session.connection, statement.tables)
@@ -435,11 +440,24 @@ class RewritePipeline:
         with options.cancellation.watching(session.connection):
             yield
 
-    def _check_server(self, session: ReadOnlySession, options: RequestOptions) -> None:
-        """WrongServer unless the session's server is the one the request names (when it names one)."""
+    def _check_server_apart(self, options: RequestOptions) -> None:
+        """After a failed login: WrongServer when the sidecar's server is another than the request's
+        (asked on the sidecar's own connection); nothing when that cannot be told."""
         if not options.server_id:
             return
-        row = session.connection.execute(
+        for database in ("postgres", "template1"):
+            try:
+                with psycopg.connect(make_conninfo(self.config.dsn, dbname=database), connect_timeout=5) as conn:
+                    self._check_server(conn, options)
+                    return
+            except psycopg.Error:
+                continue
+
+    def _check_server(self, connection: psycopg.Connection[Any], options: RequestOptions) -> None:
+        """WrongServer unless the connection's server is the one the request names (when it names one)."""
+        if not options.server_id:
+            return
+        row = connection.execute(
             "SELECT system_identifier::text FROM pg_catalog.pg_control_system()").fetchone()
         here = str(row[0]) if row else "unknown"
         if here != options.server_id:
