@@ -259,13 +259,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Commands whose module brings its own arguments and main().
     from laser import corpus, doctor, env, install, model_cmd, synth, train
-    from laser.bench import generation, harness, ted, verifier
+    from laser.bench import generation, harness, load, ted, verifier
 
     for name, module, helptext in (
         ("bench-verifier", verifier, "measure verifier overhead and parallel-pool throughput on the SQL-pair "
                                      "fixtures (local cluster)"),
         ("bench-generation", generation, "a model backend's request time: generation vs verification, tokens "
                                          "per second (local cluster, demo database)"),
+        ("bench-load", load, "many callers at once through laser_rewrite and one sidecar: latency percentiles, "
+                              "throughput, errors by kind, queue waits, with and without a capture running"),
         ("bench-ted", ted, "LASER Eq. 3's structural distance: ours against zss and apted on a corpus's real "
                            "ASTs (time and agreement)"),
         ("synth", synth, "create a database with a random foreign-key schema and skewed data (local cluster), "
