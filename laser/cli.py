@@ -15,7 +15,8 @@ from laser import daemon, demo
 from laser.config import LocalSettings
 from laser.localdb import ClusterError, LocalCluster, bring_up
 from sidecar import server
-from sidecar.auth import TokenError, call_metadata, read_token_file
+from sidecar.auth import call_metadata
+from sidecar.exposure import TokenError, read_token_file
 
 
 def _sidecar_address(args: argparse.Namespace) -> str:

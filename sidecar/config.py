@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from sidecar.auth import TokenError, listen_is_local, read_token_file
+from sidecar.exposure import TokenError, listen_is_local, read_token_file
 
 ENV_PREFIX = "LASER_SIDECAR_"
 BACKENDS = ("rules", "transformers", "vllm")

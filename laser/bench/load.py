@@ -30,7 +30,7 @@ from typing import Any
 
 import psycopg
 
-from laser import daemon, demo
+from laser import demo
 from laser.bench.metrics import percentile
 from laser.localdb import LocalCluster, bring_up, project_root
 
@@ -72,11 +72,27 @@ def sidecar(cluster: LocalCluster, slots: int, max_queued: int, log: Path) -> It
              "--max-concurrent", str(slots), "--max-queued", str(max_queued)],
             stdout=output, stderr=subprocess.STDOUT, cwd=str(project_root()))
         try:
-            daemon.wait_serving(address, timeout_s=120, process=process)
+            _wait_answering(cluster, address, process)
             yield address
         finally:
             process.terminate()
             process.wait(timeout=60)
+
+
+def _wait_answering(cluster: LocalCluster, address: str, process: subprocess.Popen[bytes],
+                    timeout_s: float = 120) -> None:
+    """Until laser_model_info() answers through the extension (the way the callers will reach it)."""
+    deadline = time.monotonic() + timeout_s
+    with psycopg.connect(cluster.dsn(demo.DEMO_DB, demo.DEMO_ROLE), autocommit=True) as conn:
+        conn.execute("SELECT set_config('laser.sidecar_address', %s, false)", (address,))
+        while True:
+            try:
+                conn.execute("SELECT laser_model_info()")
+                return
+            except psycopg.Error:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the sidecar at {address} did not start (exit code {process.poll()})") from None
+                time.sleep(0.2)
 
 
 def _one_call(conn: psycopg.Connection[Any], kind: str, query: str) -> Call:
