@@ -16,7 +16,7 @@ from laser.config import LocalSettings
 from laser.localdb import ClusterError, LocalCluster, bring_up
 from sidecar import server
 from sidecar.auth import call_metadata
-from sidecar.exposure import TokenError, read_token_file
+from sidecar.exposure import TokenError
 
 
 def _sidecar_address(args: argparse.Namespace) -> str:
@@ -88,10 +88,7 @@ def _target(dsn: str) -> laser_pb2.Target:
 
 def _token() -> str:
     """The sidecar's token for this command: LASER_SIDECAR_TOKEN, or the file LASER_SIDECAR_TOKEN_FILE names."""
-    settings = LocalSettings.from_env()
-    if settings.sidecar_token_file:
-        return read_token_file(settings.sidecar_token_file)
-    return settings.sidecar_token
+    return LocalSettings.from_env().token()
 
 
 def _read(path: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sidecar.config import from_env
+from sidecar.exposure import read_token_file
 
 ENV_PREFIX = "LASER_"
 
@@ -37,6 +38,11 @@ class LocalSettings:
             raise ValueError(f"pg_port must be a TCP port number; got {self.pg_port}")
         if not self.sidecar_address:
             raise ValueError("sidecar_address must be an address such as 127.0.0.1:50551")
+
+    def token(self) -> str:
+        """The token to send the sidecar: the file's content when sidecar_token_file is set (TokenError
+        when it cannot be read), else sidecar_token ("" for none)."""
+        return read_token_file(self.sidecar_token_file) if self.sidecar_token_file else self.sidecar_token
 
     @classmethod
     def from_env(cls) -> LocalSettings:

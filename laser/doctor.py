@@ -20,6 +20,7 @@ from psycopg import sql
 
 from laser import daemon
 from laser.config import LocalSettings
+from sidecar.auth import call_metadata
 
 OK, FAIL, WARN, INFO = "ok", "FAIL", "warn", "info"
 PG_CONFIG_HINT = "/usr/lib/postgresql/15/bin/pg_config"
@@ -305,7 +306,7 @@ def sidecar_checks(address: str, conn: psycopg.Connection | None, server: Server
                       "its log: journalctl -u laser-sidecar")]
     with grpc.insecure_channel(address) as channel:
         stub = laser_pb2_grpc.LaserStub(channel)
-        info = stub.ModelInfo(laser_pb2.ModelInfoRequest(), timeout=timeout_s)
+        info = stub.ModelInfo(laser_pb2.ModelInfoRequest(), timeout=timeout_s, metadata=_metadata())
         found = [Check("sidecar", OK, f"{address}: SERVING (backend {info.backend})")]
         if conn is None or server is None:
             return found
@@ -328,6 +329,11 @@ def _sidecar_version(info: laser_pb2.ModelInfoResponse, server: Server) -> Check
     else:
         fix = "upgrade the sidecar: pip install -U laser-pg, then systemctl restart laser-sidecar"
     return Check("sidecar version", FAIL, f"extension {ours} in {server.database}, sidecar for {theirs}", fix)
+
+
+def _metadata() -> tuple[tuple[str, str], ...]:
+    """The token a sidecar that needs one wants (LASER_SIDECAR_TOKEN or LASER_SIDECAR_TOKEN_FILE)."""
+    return call_metadata(LocalSettings.from_env().token())
 
 
 def _server_id(conn: psycopg.Connection) -> str:
@@ -358,7 +364,7 @@ def _identity(stub: laser_pb2_grpc.LaserStub, info: laser_pb2.ModelInfoResponse,
                                       target=laser_pb2.Target(database=server.database, role=role, login_role=login,
                                                               server_id=_server_id(conn)))
     try:
-        stub.Verify(request, timeout=timeout_s)
+        stub.Verify(request, timeout=timeout_s, metadata=_metadata())
     except grpc.RpcError as exc:
         detail = f"as {role}: {exc.details()}"
         if exc.code() == grpc.StatusCode.UNAVAILABLE:
