@@ -15,6 +15,8 @@ from laser import daemon, demo
 from laser.config import LocalSettings
 from laser.localdb import ClusterError, LocalCluster, bring_up
 from sidecar import server
+from sidecar.auth import call_metadata
+from sidecar.exposure import TokenError
 
 
 def _sidecar_address(args: argparse.Namespace) -> str:
@@ -74,11 +76,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _target(dsn: str) -> laser_pb2.Target:
-    """Who and where: established by logging in with the DSN, not by trusting its text."""
+    """Who and where: established by logging in with the DSN, not by trusting its text; the server's
+    system identifier lets the sidecar refuse a request meant for another server than its own."""
     with psycopg.connect(dsn, connect_timeout=10) as conn:
-        row = conn.execute("SELECT current_user::text, session_user::text, current_database()::text").fetchone()
+        row = conn.execute("SELECT current_user::text, session_user::text, current_database()::text,"
+                           " (SELECT system_identifier::text FROM pg_catalog.pg_control_system())").fetchone()
+        server = f"host={conn.info.host} port={conn.info.port}"
     assert row is not None
-    return laser_pb2.Target(role=row[0], login_role=row[1], database=row[2])
+    return laser_pb2.Target(role=row[0], login_role=row[1], database=row[2], server_id=row[3], server=server)
+
+
+def _token() -> str:
+    """The sidecar's token for this command: LASER_SIDECAR_TOKEN, or the file LASER_SIDECAR_TOKEN_FILE names."""
+    return LocalSettings.from_env().token()
 
 
 def _read(path: str) -> str:
@@ -88,7 +98,7 @@ def _read(path: str) -> str:
 def _call(address: str, method: str, request: Any, timeout_s: float) -> Any:
     with grpc.insecure_channel(address) as channel:
         stub = laser_pb2_grpc.LaserStub(channel)
-        return getattr(stub, method)(request, timeout=timeout_s)
+        return getattr(stub, method)(request, timeout=timeout_s, metadata=call_metadata(_token()))
 
 
 def cmd_rewrite(args: argparse.Namespace) -> int:
@@ -247,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Commands whose module brings its own arguments and main().
     from laser import corpus, doctor, env, install, model_cmd, synth, train
-    from laser.bench import generation, harness, memory, ted, verifier
+    from laser.bench import generation, harness, load, memory, ted, verifier
 
     for name, module, helptext in (
         ("bench-verifier", verifier, "measure verifier overhead and parallel-pool throughput on the SQL-pair "
@@ -256,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "per second (local cluster, demo database)"),
         ("bench-memory", memory, "the verifier's peak memory on huge results: one refused past the row cap, two "
                                  "compared as they stream (local cluster)"),
+        ("bench-load", load, "many callers at once through laser_rewrite and one sidecar: latency percentiles, "
+                              "throughput, errors by kind, queue waits, with and without a capture running"),
         ("bench-ted", ted, "LASER Eq. 3's structural distance: ours against zss and apted on a corpus's real "
                            "ASTs (time and agreement)"),
         ("synth", synth, "create a database with a random foreign-key schema and skewed data (local cluster), "
@@ -286,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (ClusterError, RuntimeError, OSError, psycopg.Error) as exc:
+    except (ClusterError, RuntimeError, OSError, psycopg.Error, TokenError) as exc:
         print(f"laser: {exc}", file=sys.stderr)
         return 1
     except grpc.RpcError as exc:

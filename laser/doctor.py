@@ -20,6 +20,7 @@ from psycopg import sql
 
 from laser import daemon
 from laser.config import LocalSettings
+from sidecar.auth import call_metadata
 
 OK, FAIL, WARN, INFO = "ok", "FAIL", "warn", "info"
 PG_CONFIG_HINT = "/usr/lib/postgresql/15/bin/pg_config"
@@ -305,7 +306,7 @@ def sidecar_checks(address: str, conn: psycopg.Connection | None, server: Server
                       "its log: journalctl -u laser-sidecar")]
     with grpc.insecure_channel(address) as channel:
         stub = laser_pb2_grpc.LaserStub(channel)
-        info = stub.ModelInfo(laser_pb2.ModelInfoRequest(), timeout=timeout_s)
+        info = stub.ModelInfo(laser_pb2.ModelInfoRequest(), timeout=timeout_s, metadata=_metadata())
         found = [Check("sidecar", OK, f"{address}: SERVING (backend {info.backend})")]
         if conn is None or server is None:
             return found
@@ -330,6 +331,17 @@ def _sidecar_version(info: laser_pb2.ModelInfoResponse, server: Server) -> Check
     return Check("sidecar version", FAIL, f"extension {ours} in {server.database}, sidecar for {theirs}", fix)
 
 
+def _metadata() -> tuple[tuple[str, str], ...]:
+    """The token a sidecar that needs one wants (LASER_SIDECAR_TOKEN or LASER_SIDECAR_TOKEN_FILE)."""
+    return call_metadata(LocalSettings.from_env().token())
+
+
+def _server_id(conn: psycopg.Connection) -> str:
+    """The cluster's system identifier: the sidecar checks that it verifies on this very server."""
+    row = conn.execute("SELECT system_identifier::text FROM pg_catalog.pg_control_system()").fetchone()
+    return str(row[0]) if row else ""
+
+
 def _identity(stub: laser_pb2_grpc.LaserStub, info: laser_pb2.ModelInfoResponse, conn: psycopg.Connection,
               server: Server, as_role: str | None, timeout_s: float) -> Check:
     """Have the sidecar verify a trivial pair as the role: it logs in as it (login) or SETs ROLE (set_role)."""
@@ -349,9 +361,10 @@ def _identity(stub: laser_pb2_grpc.LaserStub, info: laser_pb2.ModelInfoResponse,
         return Check(name, INFO, f"{roles}; not tried as superuser {role}",
                      "check an application role: laser doctor --dsn DSN --as-role ROLE")
     request = laser_pb2.VerifyRequest(original="SELECT 1 AS laser_doctor", candidate="SELECT 2 AS laser_doctor",
-                                      target=laser_pb2.Target(database=server.database, role=role, login_role=login))
+                                      target=laser_pb2.Target(database=server.database, role=role, login_role=login,
+                                                              server_id=_server_id(conn)))
     try:
-        stub.Verify(request, timeout=timeout_s)
+        stub.Verify(request, timeout=timeout_s, metadata=_metadata())
     except grpc.RpcError as exc:
         detail = f"as {role}: {exc.details()}"
         if exc.code() == grpc.StatusCode.UNAVAILABLE:

@@ -268,7 +268,9 @@ class LocalCluster:
 def install_extension(cluster: LocalCluster) -> None:
     """Extension files into PostgreSQL's share directory (root-owned: sudo when not root), and the
     in-database Python package into a versioned directory the server's OS user can read."""
-    pylib = (PYLIB_ROOT if _is_root() else cluster.state_dir / "pylib") / EXTENSION_VERSION
+    configured = LocalSettings.from_env().pylib_dir
+    default = (PYLIB_ROOT if _is_root() else cluster.state_dir / "pylib") / EXTENSION_VERSION
+    pylib = Path(configured) if configured else default
     build = project_root() / "pg_extension" / "build.py"
     command = [sys.executable, str(build), "install", "--pylib", str(pylib),
                "--pg-config", str(cluster.bin_dir / "pg_config")]

@@ -83,6 +83,8 @@ class RewriteResult:
     attempts: list[Attempt] = field(default_factory=list)
     generation_ms: float = 0.0
     verification_ms: float = 0.0
+    queue_wait_ms: float = 0.0
+    """How long the request waited for a verification slot (0 for an answer from the cache)."""
     measured_at: str = ""
     cached: bool = False
     verified_as: str = ""
@@ -134,6 +136,7 @@ class RewriteResult:
             "backend_version": self.backend_version,
             "generation_ms": round(self.generation_ms, 3),
             "verification_ms": round(self.verification_ms, 3),
+            "queue_wait_ms": round(self.queue_wait_ms, 3),
             "generation": self.generation,
             "demonstrations": self.demonstrations,
             "search": self.search,

@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from sidecar.exposure import TokenError, listen_is_local, read_token_file
+
 ENV_PREFIX = "LASER_SIDECAR_"
 BACKENDS = ("rules", "transformers", "vllm")
 ACT_AS = ("login", "set_role")
@@ -36,7 +38,16 @@ class SidecarConfig:
     """How the sidecar listens, reaches the database, and verifies."""
 
     listen: str = "127.0.0.1:50551"
-    """gRPC address to serve on (host:port, or unix:/path)."""
+    """gRPC address to serve on: host:port, or unix:/path (a Unix socket: who may connect is who may
+    enter its directory). An address other than loopback (127.0.0.1, ::1, localhost) or a Unix socket
+    needs a token (token_file or token): the sidecar refuses to start without one there."""
+    token_file: str = ""
+    """A file holding the shared secret every call must carry (metadata "authorization: Bearer
+    TOKEN"), read on each call so that rotating it takes effect at once; readable only by the
+    sidecar's and the database server's OS users. Health checks need no token."""
+    token: str = field(default="", repr=False)
+    """The shared secret itself, for the environment (LASER_SIDECAR_TOKEN): a flag would show it in
+    ps. Prefer token_file."""
     dsn: str = "host=/var/run/postgresql port=5432 user=laser_sidecar"
     """libpq conninfo of the sidecar's own read-only role, without dbname: the request names the database."""
     act_as: str = field(default="login", metadata={"choices": ACT_AS})
@@ -84,7 +95,12 @@ class SidecarConfig:
     """A statement with `$n` parameters is verified on at least this many parameter sets (sampled
     executions first, then values from the planner's statistics); a rewrite must win on each."""
     max_concurrent: int = 1
-    """Requests verified at the same time; more make timings interfere on small machines."""
+    """Requests verified at the same time; more make timings interfere on small machines (see
+    BENCHMARKS.md, "Concurrent callers")."""
+    max_queued: int = 32
+    """Requests that may wait for a verification slot; one more is refused at once with
+    RESOURCE_EXHAUSTED (SQLSTATE 53000 in the database), to be retried later. A caller that goes away
+    leaves the queue."""
     cache_ttl_s: float = 600.0
     """How long a Rewrite answer is reused for the same database, role, query and options."""
     grace_s: float = 5.0
@@ -111,13 +127,25 @@ class SidecarConfig:
                      "max_new_tokens"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
-        for name in ("repair_rounds", "demonstrations"):
+        for name in ("repair_rounds", "demonstrations", "max_queued"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         if not 0.0 <= self.temperature <= 5.0:
             raise ValueError("temperature must be between 0 and 5")
         if not 0.0 <= self.dead_zone < 1.0:
             raise ValueError("dead_zone must be in [0, 1)")
+        if self.token and self.token_file:
+            raise ValueError("give the token either in a file (token_file) or directly (token), not both")
+        if self.token_file:
+            try:
+                read_token_file(self.token_file)
+            except TokenError as exc:
+                raise ValueError(str(exc)) from None
+        if not (self.token or self.token_file) and not listen_is_local(self.listen):
+            raise ValueError(
+                f"refusing to listen on {self.listen} without a token: the sidecar trusts the identity each "
+                "request names, so anyone who can reach it could verify as any role. Listen on 127.0.0.1 or "
+                "a Unix socket (unix:/path), or give a shared secret with --token-file (or LASER_SIDECAR_TOKEN)")
         if self.cache_ttl_s < 0 or self.grace_s < 0 or self.search_budget_s < 0:
             raise ValueError("cache_ttl_s, grace_s and search_budget_s must not be negative")
 

@@ -24,13 +24,14 @@ from typing import Any
 
 import pglast
 import psycopg
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from sidecar import answer
 from sidecar.answer import Attempt, RewriteResult
 from sidecar.backends import load_backend
 from sidecar.backends.base import Backend, Prompt
 from sidecar.backends.rules import RulesBackend, completion
+from sidecar.cancellation import Cancellation
 from sidecar.catalog import Catalog, load_catalog
 from sidecar.config import SidecarConfig
 from sidecar.prompting import prompts
@@ -62,6 +63,10 @@ class RequestError(Exception):
     must change it. Bad SQL is a GuardError or an OriginalError instead."""
 
 
+class WrongServer(Exception):
+    """The request is meant for another PostgreSQL server than the one the sidecar verifies on."""
+
+
 @dataclass(frozen=True)
 class RequestOptions:
     """Per-request overrides of the sidecar's defaults (None = default)."""
@@ -80,6 +85,13 @@ class RequestOptions:
     min_parameter_sets: int | None = None
     """A statement with `$n` is verified on at least this many parameter sets, and a rewrite must
     win on each."""
+    server_id: str = ""
+    """The system identifier of the server the caller means (pg_control_system()); when given, the
+    session's server must have it (WrongServer otherwise). In-process callers leave it empty."""
+    server: str = ""
+    """How the caller reached that server (e.g. "host=db1 port=5432"), for the WrongServer message."""
+    cancellation: Cancellation | None = field(default=None, compare=False)
+    """Set when the caller has gone away: the request stops as at its deadline, statements interrupted."""
 
     def __post_init__(self) -> None:
         if self.timed_runs is not None and not 1 <= self.timed_runs <= 50:
@@ -95,6 +107,9 @@ class RequestOptions:
         return [dict(values) for values in self.parameter_sets]
 
     def past_deadline(self) -> bool:
+        """The caller has stopped waiting: its deadline passed, or it went away."""
+        if self.cancellation is not None and self.cancellation.cancelled:
+            return True
         return self.deadline is not None and time.monotonic() >= self.deadline
 
 
@@ -209,20 +224,29 @@ class RewritePipeline:
         Raises GuardError / OriginalError (bad query), RequestError, PermissionRefused,
         DatabaseUnavailable.
         """
+        cached = self.cached_answer(query, database, role, login_role, options)
+        if cached is not None:
+            return cached
         query = parameters.normalize_placeholders(query)
         statement = guard(query)  # refuse before touching the database
-        key = (database, role, login_role, fingerprint(query), options.max_candidates,
-               options.statement_timeout_ms, options.timed_runs, options.dead_zone, options.parameter_sets,
-               options.min_parameter_sets)
-        if not options.no_cache:
-            cached = self._cached(key)
-            if cached is not None:  # the answer, for the text as this caller wrote it
-                rewritten = cached.rewritten_sql if cached.status == answer.IMPROVED else query
-                return dataclasses.replace(cached, cached=True, original_sql=query, rewritten_sql=rewritten)
         result = self._rewrite(query, statement, database, role, login_role, options)
-        if not options.past_deadline():  # an answer cut short is not cached
-            self._store(key, result)
+        if not options.past_deadline():  # an answer cut short (or for a caller gone) is not cached
+            self._store(_cache_key(query, database, role, login_role, options), result)
         return result
+
+    def cached_answer(self, query: str, database: str, role: str, login_role: str = "",
+                      options: RequestOptions = RequestOptions()) -> RewriteResult | None:
+        """A recent answer to the same request, for the text as this caller wrote it; None when there is
+        none (or `options.no_cache`). Touches no database; GuardError for a query the guard refuses."""
+        query = parameters.normalize_placeholders(query)
+        guard(query)
+        if options.no_cache:
+            return None
+        cached = self._cached(_cache_key(query, database, role, login_role, options))
+        if cached is None:
+            return None
+        rewritten = cached.rewritten_sql if cached.status == answer.IMPROVED else query
+        return dataclasses.replace(cached, cached=True, original_sql=query, rewritten_sql=rewritten)
 
     def _rewrite(self, query: str, statement: Statement, database: str, role: str, login_role: str,
                  options: RequestOptions) -> RewriteResult:
@@ -251,7 +275,13 @@ class RewritePipeline:
                  options: RequestOptions) -> Iterator[tuple[Context, ReadOnlySession]]:
         """A read-only session as the caller, the original's profiles and the catalog."""
         verifier_config = self._verifier_config(options)
-        with self._session(database, role, login_role, verifier_config) as session:
+        try:
+            opened = self._session(database, role, login_role, verifier_config)
+        except SessionError:
+            self._check_server_apart(options)  # "another server" explains a missing database or role best
+            raise
+        with opened as session, self._watched(session, options):
+            self._check_server(session.connection, options)
             verifier = Verifier(session, verifier_config)
             originals = verifier.prepare_sets(statement, options.given_sets(), self._min_sets(options))
             catalog = load_catalog(session.connection, statement.tables)
@@ -401,6 +431,44 @@ class RewritePipeline:
         except DatabaseUnavailable as failure:
             raise self._login_failure(database, login, failure) from None
 
+    @contextmanager
+    def _watched(self, session: ReadOnlySession, options: RequestOptions) -> Iterator[None]:
+        """The session's statements are interrupted when the request is cancelled."""
+        if options.cancellation is None:
+            yield
+            return
+        with options.cancellation.watching(session.connection):
+            yield
+
+    def _check_server_apart(self, options: RequestOptions) -> None:
+        """After a failed login: WrongServer when the sidecar's server is another than the request's
+        (asked on the sidecar's own connection); nothing when that cannot be told."""
+        if not options.server_id:
+            return
+        for database in ("postgres", "template1"):
+            try:
+                with psycopg.connect(make_conninfo(self.config.dsn, dbname=database), connect_timeout=5) as conn:
+                    self._check_server(conn, options)
+                    return
+            except psycopg.Error:
+                continue
+
+    def _check_server(self, connection: psycopg.Connection[Any], options: RequestOptions) -> None:
+        """WrongServer unless the connection's server is the one the request names (when it names one)."""
+        if not options.server_id:
+            return
+        row = connection.execute(
+            "SELECT system_identifier::text FROM pg_catalog.pg_control_system()").fetchone()
+        here = str(row[0]) if row else "unknown"
+        if here != options.server_id:
+            named = conninfo_to_dict(self.config.dsn)
+            ours = " ".join(f"{k}={named[k]}" for k in ("host", "port") if named.get(k)) or "libpq's defaults"
+            theirs = options.server or "the caller's server"
+            raise WrongServer(
+                f"the request is for the PostgreSQL server at {theirs} (system identifier {options.server_id}), "
+                f"but this sidecar verifies on the server at {ours} (system identifier {here}); ask the sidecar "
+                "that serves that server (laser.sidecar_address, --sidecar), or start one whose dsn reaches it")
+
     def _login_failure(self, database: str, login: str, failure: DatabaseUnavailable) -> SessionError:
         """Why logging in as the caller failed, told from the catalog (libpq gives no SQLSTATE then)."""
         try:
@@ -454,6 +522,14 @@ class RewritePipeline:
             if all(w.original_sql != query for w in wins):
                 wins.append(demo)
                 del wins[:-MAX_OWN_WINS]
+
+
+def _cache_key(query: str, database: str, role: str, login_role: str, options: RequestOptions) -> tuple[Any, ...]:
+    """What makes two requests the same question (the server too: an answer is only ever stored after
+    the server it names was checked)."""
+    return (database, role, login_role, fingerprint(query), options.max_candidates, options.statement_timeout_ms,
+            options.timed_runs, options.dead_zone, options.parameter_sets, options.min_parameter_sets,
+            options.server_id)
 
 
 def _unverified(draft: Draft) -> Outcome | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import signal
@@ -18,10 +19,13 @@ from laser_proto import laser_pb2, laser_pb2_grpc
 from psycopg.conninfo import conninfo_to_dict
 
 from sidecar import EXTENSION_VERSION, sdnotify
+from sidecar.admission import Admission, QueueFull
 from sidecar.answer import RewriteResult, evidence_json
+from sidecar.auth import TokenCheck, TokenInterceptor
 from sidecar.backends.errors import BackendError
+from sidecar.cancellation import Cancellation
 from sidecar.config import SidecarConfig, add_config_arguments, config_from_args, notify_socket
-from sidecar.pipeline import RequestError, RequestOptions, RewritePipeline
+from sidecar.pipeline import RequestError, RequestOptions, RewritePipeline, WrongServer
 from sidecar.verify import GuardError, OriginalError, Outcome
 from sidecar.verify.session import DatabaseUnavailable, PermissionRefused
 
@@ -40,10 +44,15 @@ def _parameter_sets(sets: Any) -> tuple[tuple[tuple[int, str | None], ...], ...]
     return tuple(out)
 
 
-def _options(message: laser_pb2.Options, context: grpc.aio.ServicerContext,
+def _options(message: laser_pb2.Options, context: grpc.aio.ServicerContext, target: laser_pb2.Target,
              sets: Any = ()) -> RequestOptions:
+    if not target.server_id:
+        raise RequestError("the request does not say which PostgreSQL server it is for (Target.server_id: the "
+                           "system identifier of the caller's cluster); use a client of this release")
     remaining = context.time_remaining()
     return RequestOptions(
+        server_id=target.server_id,
+        server=target.server,
         parameter_sets=_parameter_sets(sets),
         min_parameter_sets=message.min_parameter_sets or None,
         deadline=None if remaining is None else time.monotonic() + remaining,
@@ -55,7 +64,10 @@ def _options(message: laser_pb2.Options, context: grpc.aio.ServicerContext,
     )
 
 
-def _outcome_message(outcome: Outcome) -> laser_pb2.Outcome:
+def _outcome_message(outcome: Outcome, queue_wait_ms: float | None = None) -> laser_pb2.Outcome:
+    evidence = outcome.to_json()
+    if queue_wait_ms is not None:
+        evidence["queue_wait_ms"] = round(queue_wait_ms, 3)
     return laser_pb2.Outcome(
         status=outcome.status.value,
         detail=outcome.detail,
@@ -63,7 +75,7 @@ def _outcome_message(outcome: Outcome) -> laser_pb2.Outcome:
         original_ms=outcome.original_ms,
         candidate_ms=outcome.candidate_ms,
         equivalent=outcome.equivalent,
-        evidence_json=json.dumps(outcome.to_json(), default=str),
+        evidence_json=json.dumps(evidence, default=str),
     )
 
 
@@ -87,32 +99,55 @@ def _response(result: RewriteResult) -> laser_pb2.RewriteResponse:
         cached=result.cached,
         measured_at=result.measured_at,
         evidence_json=evidence_json(result),
+        queue_wait_ms=result.queue_wait_ms,
     )
 
 
-async def _finished(task: asyncio.Future[T]) -> T:
-    """The task's result. When the caller is cancelled (its deadline passed, it hung up), the work's
-    thread cannot be interrupted: wait for it (the pipeline stops at the deadline) before the slot it
-    holds is given to the next request, then pass the cancellation on."""
+INTERRUPT_EVERY_S = 0.2
+"""While a cancelled request's thread winds down, its running statement is interrupted this often."""
+
+
+async def _finished(task: asyncio.Future[T], cancellation: Cancellation) -> T:
+    """The task's result. When the caller is cancelled (its deadline passed, it hung up, its session
+    was cancelled), the work's thread cannot be killed: cancel the request (no new step starts, the
+    running statement is interrupted, again until the thread returns), wait for the thread before the
+    slot it holds goes to the next request, then pass the cancellation on."""
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await task
+        cancellation.cancel()
+        while not task.done():
+            await asyncio.wait({task}, timeout=INTERRUPT_EVERY_S)
+            cancellation.interrupt()
+        with contextlib.suppress(BaseException):
+            task.result()
         raise
 
 
 class LaserService(laser_pb2_grpc.LaserServicer):
-    """Runs the blocking pipeline in worker threads, a bounded number at a time."""
+    """Runs the blocking pipeline in worker threads, a bounded number at a time, a bounded number
+    waiting (the rest refused at once); a request whose caller goes away is dropped or stopped."""
 
-    def __init__(self, pipeline: RewritePipeline, max_concurrent: int) -> None:
+    def __init__(self, pipeline: RewritePipeline, max_concurrent: int, max_queued: int = 32) -> None:
         self.pipeline = pipeline
-        self._slots = asyncio.Semaphore(max_concurrent)
+        self.admission = Admission(max_concurrent, max_queued)
 
-    async def _call(self, context: grpc.aio.ServicerContext, work: Callable[[], T]) -> T:
+    async def _call(self, context: grpc.aio.ServicerContext, work: Callable[[RequestOptions], T],
+                    options: RequestOptions) -> tuple[T, float]:
+        """The work's result and how long it waited for a slot (ms); errors as gRPC status codes."""
+        cancellation = Cancellation()
+        options = dataclasses.replace(options, cancellation=cancellation)
         try:
-            async with self._slots:
-                return await _finished(asyncio.ensure_future(asyncio.to_thread(work)))
+            async with self.admission.slot() as admitted:
+                if admitted.wait_ms >= 1.0:
+                    log.info("waited %.0f ms for a slot behind %d request(s)", admitted.wait_ms, admitted.ahead)
+                task = asyncio.ensure_future(asyncio.to_thread(work, options))
+                return await _finished(task, cancellation), admitted.wait_ms
+        except QueueFull as exc:
+            log.warning("refused a request: %s", exc)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        except WrongServer as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         except (GuardError, OriginalError, RequestError) as exc:  # the request must change, by type only
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except PermissionRefused as exc:
@@ -127,26 +162,35 @@ class LaserService(laser_pb2_grpc.LaserServicer):
     async def _checked(self, context: grpc.aio.ServicerContext, make: Callable[[], T]) -> T:
         try:
             return make()
-        except RequestError as exc:
+        except (GuardError, RequestError) as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         raise AssertionError("unreachable: context.abort raises")
 
     async def Rewrite(  # noqa: N802 - the gRPC method's name
             self, request: laser_pb2.RewriteRequest, context: grpc.aio.ServicerContext) -> laser_pb2.RewriteResponse:
-        options = await self._checked(context, lambda: _options(request.options, context, request.parameter_sets))
-        result = await self._call(context, lambda: self.pipeline.rewrite(
-            request.query, request.target.database, request.target.role, request.target.login_role, options))
+        options = await self._checked(
+            context, lambda: _options(request.options, context, request.target, request.parameter_sets))
+        target = request.target
+        cached = await self._checked(context, lambda: self.pipeline.cached_answer(
+            request.query, target.database, target.role, target.login_role, options))
+        if cached is not None:  # answered without a slot: no queue for what is already known
+            result = cached
+        else:
+            result, waited_ms = await self._call(context, lambda given: self.pipeline.rewrite(
+                request.query, target.database, target.role, target.login_role, given), options)
+            result = dataclasses.replace(result, queue_wait_ms=waited_ms)
         log.info("rewrite db=%s role=%s status=%s speedup=%.2f cached=%s", request.target.database,
                  request.target.role, result.status, result.speedup, result.cached)
         return _response(result)
 
     async def Verify(  # noqa: N802 - the gRPC method's name
             self, request: laser_pb2.VerifyRequest, context: grpc.aio.ServicerContext) -> laser_pb2.VerifyResponse:
-        options = await self._checked(context, lambda: _options(request.options, context, request.parameter_sets))
-        outcome = await self._call(context, lambda: self.pipeline.verify(
+        options = await self._checked(
+            context, lambda: _options(request.options, context, request.target, request.parameter_sets))
+        outcome, waited_ms = await self._call(context, lambda given: self.pipeline.verify(
             request.original, request.candidate, request.target.database, request.target.role,
-            request.target.login_role, options))
-        return laser_pb2.VerifyResponse(outcome=_outcome_message(outcome))
+            request.target.login_role, given), options)
+        return laser_pb2.VerifyResponse(outcome=_outcome_message(outcome, waited_ms), queue_wait_ms=waited_ms)
 
     async def ModelInfo(  # noqa: N802 - the gRPC method's name
             self, request: laser_pb2.ModelInfoRequest,
@@ -170,8 +214,11 @@ class LaserService(laser_pb2_grpc.LaserServicer):
 async def serving(config: SidecarConfig) -> AsyncIterator[tuple[grpc.aio.Server, int]]:
     """Start the server; on exit: health NOT_SERVING, then stop(grace), then release the pipeline."""
     pipeline = RewritePipeline.from_config(config)
-    server = grpc.aio.server()
-    laser_pb2_grpc.add_LaserServicer_to_server(LaserService(pipeline, config.max_concurrent), server)
+    token = config.token or config.token_file
+    interceptors = [TokenInterceptor(TokenCheck(config.token, config.token_file))] if token else []
+    server = grpc.aio.server(interceptors=interceptors)
+    laser_pb2_grpc.add_LaserServicer_to_server(LaserService(pipeline, config.max_concurrent, config.max_queued),
+                                               server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     port = server.add_insecure_port(config.listen)
@@ -180,8 +227,9 @@ async def serving(config: SidecarConfig) -> AsyncIterator[tuple[grpc.aio.Server,
     await server.start()
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    log.info("laser sidecar serving on %s (backend=%s%s)", config.listen, config.backend,
-             f", model {config.model_dir}" if config.model_dir else "")
+    log.info("laser sidecar serving on %s (backend=%s%s; %d at a time, %d may wait%s)", config.listen,
+             config.backend, f", model {config.model_dir}" if config.model_dir else "", config.max_concurrent,
+             config.max_queued, "; every call needs the token" if token else "")
     try:
         yield server, port
     finally:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from sidecars import running_sidecar
+from sidecars import running_sidecar, server_id
 
 from laser import demo
 from laser.localdb import LocalCluster, default_state_dir, install_extension
@@ -55,6 +55,12 @@ def sidecar(cluster: LocalCluster, sidecar_address: str) -> Iterator[str]:
     """A real sidecar process serving gRPC for the test cluster; yields its address."""
     with running_sidecar(cluster, address=sidecar_address, log=cluster.state_dir / "sidecar-test.log") as address:
         yield address
+
+
+@pytest.fixture(scope="session")
+def cluster_id(cluster: LocalCluster) -> str:
+    """The test cluster's system identifier (Target.server_id of requests for it)."""
+    return str(server_id(cluster))
 
 
 @pytest.fixture(scope="session")

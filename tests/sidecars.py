@@ -14,6 +14,11 @@ from laser.localdb import LocalCluster
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def server_id(cluster: LocalCluster) -> str:
+    """The cluster's system identifier: what a request names as its server (Target.server_id)."""
+    return cluster.psql("-tAc", "SELECT system_identifier FROM pg_control_system()").stdout.strip()
+
+
 def free_address() -> str:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -283,12 +283,13 @@ def test_callers_function_cannot_switch_to_a_more_privileged_role(private_tables
         conn.execute("DROP SCHEMA nosy_own CASCADE")
 
 
-def test_unknown_role_is_refused(sidecar: str) -> None:
+def test_unknown_role_is_refused(sidecar: str, cluster_id: str) -> None:
     import grpc
     from laser_proto import laser_pb2, laser_pb2_grpc
 
     request = laser_pb2.VerifyRequest(original="SELECT 1", candidate="SELECT 2",
-                                      target=laser_pb2.Target(database="laser_demo", role="ghost", login_role="ghost"))
+                                      target=laser_pb2.Target(database="laser_demo", role="ghost", login_role="ghost",
+                                                              server_id=cluster_id))
     with grpc.insecure_channel(sidecar) as channel, pytest.raises(grpc.RpcError) as failed:
         laser_pb2_grpc.LaserStub(channel).Verify(request, timeout=30)
     assert failed.value.code() == grpc.StatusCode.PERMISSION_DENIED

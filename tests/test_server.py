@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from laser_proto import laser_pb2, laser_pb2_grpc
-from sidecars import running_sidecar
+from sidecars import running_sidecar, server_id
 
 from laser import daemon, demo
 from sidecar.config import SidecarConfig
@@ -44,19 +44,20 @@ def test_health_reports_serving(sidecar: str) -> None:
     ("SELECT 1", "laser_demo", "no_such_role", grpc.StatusCode.PERMISSION_DENIED, "does not exist"),
     ("SELECT * FROM no_such_table", "laser_demo", "shop", grpc.StatusCode.INVALID_ARGUMENT, "does not run"),
 ])
-def test_errors_are_grpc_status_codes(sidecar: str, query: str, database: str, role: str,
+def test_errors_are_grpc_status_codes(sidecar: str, cluster_id: str, query: str, database: str, role: str,
                                       code: grpc.StatusCode, text: str) -> None:
-    request = laser_pb2.RewriteRequest(query=query, target=laser_pb2.Target(database=database, role=role))
+    request = laser_pb2.RewriteRequest(query=query, target=laser_pb2.Target(database=database, role=role,
+                                                                            server_id=cluster_id))
     with pytest.raises(grpc.RpcError) as failed:
         _stub(sidecar).Rewrite(request, timeout=30)
     assert failed.value.code() == code
     assert text in (failed.value.details() or "")
 
 
-def test_rewrite_rpc_returns_evidence(sidecar: str) -> None:
+def test_rewrite_rpc_returns_evidence(sidecar: str, cluster_id: str) -> None:
     request = laser_pb2.RewriteRequest(
         query="SELECT id FROM users WHERE id = 42",
-        target=laser_pb2.Target(database="laser_demo", role="shop"),
+        target=laser_pb2.Target(database="laser_demo", role="shop", server_id=cluster_id),
     )
     reply = _stub(sidecar).Rewrite(request, timeout=60)
     assert reply.status == "no_verified_improvement"
@@ -136,9 +137,9 @@ def test_a_model_that_cannot_load_stops_the_sidecar_with_a_clear_error(tmp_path)
     assert f"model directory {tmp_path / 'nowhere'} does not exist" in done.stderr
 
 
-def _request(query: str, no_cache: bool = True) -> laser_pb2.RewriteRequest:
-    return laser_pb2.RewriteRequest(query=query, target=laser_pb2.Target(database="laser_demo", role="shop"),
-                                    options=laser_pb2.Options(no_cache=no_cache))
+def _request(query: str, cluster: Any, no_cache: bool = True) -> laser_pb2.RewriteRequest:
+    target = laser_pb2.Target(database="laser_demo", role="shop", server_id=server_id(cluster))
+    return laser_pb2.RewriteRequest(query=query, target=target, options=laser_pb2.Options(no_cache=no_cache))
 
 
 def _verifier_sessions(admin_dsn: str) -> int:
@@ -157,13 +158,13 @@ def test_a_passed_deadline_stops_the_verification_and_frees_the_slot(cluster: An
         stub = _stub(address)
         started = time.monotonic()
         with pytest.raises(grpc.RpcError) as failed:
-            stub.Rewrite(_request(slow), timeout=1.0)
+            stub.Rewrite(_request(slow, cluster), timeout=1.0)
         assert failed.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         deadline = time.monotonic() + 5
         while _verifier_sessions(admin_dsn) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert _verifier_sessions(admin_dsn) == 0, "a statement outlived the caller's deadline by 4 s"
-        quick = stub.Rewrite(_request("SELECT id FROM users WHERE id = 42"), timeout=60)
+        quick = stub.Rewrite(_request("SELECT id FROM users WHERE id = 42", cluster), timeout=60)
         assert quick.status == "no_verified_improvement"
         assert time.monotonic() - started < 10
 
@@ -176,7 +177,7 @@ def test_no_more_verifications_at_once_than_the_limit(cluster: Any, admin_dsn: s
     with running_sidecar(cluster, "--max-concurrent", str(limit)) as address:
         stub = _stub(address)
         with concurrent.futures.ThreadPoolExecutor(len(queries)) as pool:
-            replies = [pool.submit(stub.Rewrite, _request(q), timeout=300) for q in queries]
+            replies = [pool.submit(stub.Rewrite, _request(q, cluster), timeout=300) for q in queries]
             most = 0
             while not all(r.done() for r in replies):
                 most = max(most, _verifier_sessions(admin_dsn))
@@ -189,10 +190,10 @@ def test_cached_answers_expire_after_the_ttl(cluster: Any) -> None:
     query = "SELECT id FROM users WHERE id = 7"
     with running_sidecar(cluster, "--cache-ttl-s", "1.5") as address:
         stub = _stub(address)
-        first = stub.Rewrite(_request(query, no_cache=False), timeout=60)
-        second = stub.Rewrite(_request(query, no_cache=False), timeout=60)
+        first = stub.Rewrite(_request(query, cluster, no_cache=False), timeout=60)
+        second = stub.Rewrite(_request(query, cluster, no_cache=False), timeout=60)
         time.sleep(1.6)
-        third = stub.Rewrite(_request(query, no_cache=False), timeout=60)
+        third = stub.Rewrite(_request(query, cluster, no_cache=False), timeout=60)
     assert (first.cached, second.cached, third.cached) == (False, True, False)
 
 
@@ -202,6 +203,9 @@ class _Raising:
 
     def __init__(self, exc: Exception) -> None:
         self.exc = exc
+
+    def cached_answer(self, *args: Any) -> None:
+        return None
 
     def rewrite(self, *args: Any) -> Any:
         raise self.exc
@@ -222,7 +226,8 @@ def test_errors_map_by_type_and_internal_errors_are_not_the_callers_fault(
         await server.start()
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                request = laser_pb2.RewriteRequest(query="SELECT 1", target=laser_pb2.Target(database="d", role="r"))
+                request = laser_pb2.RewriteRequest(query="SELECT 1", target=laser_pb2.Target(database="d", role="r",
+                                                                                                server_id="1"))
                 try:
                     await laser_pb2_grpc.LaserStub(channel).Rewrite(request, timeout=10)
                 except grpc.RpcError as failed:

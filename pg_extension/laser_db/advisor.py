@@ -299,7 +299,8 @@ def _capture_locked(plpy: Any, settings: CaptureSettings) -> None:
         sets: list[dict[int, str | None]] = []
         if log_text and _PLACEHOLDER.search(statement["query"]):
             sets = logsamples.samples(statement["query"], log_text, limit=5)
-        target = client.Caller(statement["database"], caller.login_role, statement["role"])
+        target = client.Caller(statement["database"], caller.login_role, statement["role"], caller.server_id,
+                               caller.server)
         try:
             response = client.rewrite(
                 address, statement["query"], target, min(timeout_ms, remaining_ms),
@@ -379,7 +380,7 @@ def _revalidate_locked(plpy: Any, advisory: int | None, budget_s: int) -> None:
             break
         counts["considered"] += 1
         sets = _stored_sets(row["parameter_sets"])
-        target = client.Caller(row["database"], caller.login_role, row["role"])
+        target = client.Caller(row["database"], caller.login_role, row["role"], caller.server_id, caller.server)
         try:
             verdict = client.verify(address, row["normalized_sql"], row["rewritten_sql"], target,
                                     min(timeout_ms, remaining_ms),

@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from laser_db import client
+from laser_db.credentials import CredentialsError, read_credentials
 from laser_db.precheck import InputError, precheck
 
 DEFAULT_ADDRESS = "127.0.0.1:50551"
@@ -38,14 +39,24 @@ class SettingError(ValueError):
     """A laser.* setting has a value that cannot be used."""
 
 
-def settings(plpy: Any) -> tuple[str, int, client.Caller]:
+def settings(plpy: Any) -> tuple[client.Channel, int, client.Caller]:
+    """Where the sidecar is (laser.sidecar_credentials' address and token, else laser.sidecar_address),
+    the call's timeout, and who calls on which server."""
     row = plpy.execute(
         "select current_setting('laser.sidecar_address', true) as address,"
+        " current_setting('laser.sidecar_credentials', true) as credentials,"
         " current_setting('laser.timeout_ms', true) as timeout_ms,"
         " current_user::text as role, session_user::text as login_role,"
-        " current_database()::text as database"
+        " current_database()::text as database,"
+        " (select system_identifier::text from pg_catalog.pg_control_system()) as server_id,"
+        " host(inet_server_addr()) as host, current_setting('port') as port"
     )[0]
-    address = (row["address"] or "").strip() or DEFAULT_ADDRESS
+    credentials = (row["credentials"] or "").strip()
+    if credentials:
+        channel = client.Channel(*read_credentials(credentials))
+    else:
+        channel = client.Channel((row["address"] or "").strip() or DEFAULT_ADDRESS)
+    server = f"host={row['host']} port={row['port']}" if row["host"] else f"port={row['port']} (Unix socket)"
     raw_timeout = (row["timeout_ms"] or "").strip()
     timeout_ms = DEFAULT_TIMEOUT_MS
     if raw_timeout:
@@ -55,7 +66,15 @@ def settings(plpy: Any) -> tuple[str, int, client.Caller]:
             timeout_ms = 0
         if timeout_ms <= 0:
             raise SettingError(f"laser.timeout_ms must be a positive number of milliseconds; got {raw_timeout!r}")
-    return address, timeout_ms, client.Caller(row["database"], row["login_role"], row["role"])
+    return channel, timeout_ms, client.Caller(row["database"], row["login_role"], row["role"], row["server_id"],
+                                              server)
+
+
+def interrupts(plpy: Any) -> client.Interrupts:
+    """A check that raises (plpy.SPIError, SQLSTATE 57014) once the calling statement is cancelled:
+    running any statement is where PostgreSQL acts on statement_timeout and pg_cancel_backend."""
+    plan = plpy.prepare("select 1")
+    return lambda: plpy.execute(plan)
 
 
 def _failure(message: str, sqlstate: str, hint: str = "") -> str:
@@ -69,7 +88,7 @@ def call(plpy: Any, method: str, query: str | None, candidate: str | None = None
         if method == "rewrite":
             text = precheck(query)
             address, timeout_ms, caller = settings(plpy)
-            response = client.rewrite(address, text, caller, timeout_ms)
+            response = client.rewrite(address, text, caller, timeout_ms, interrupts=interrupts(plpy))
             evidence = json.loads(response.evidence_json)
             notice = None
             if response.status != "improved":
@@ -81,7 +100,7 @@ def call(plpy: Any, method: str, query: str | None, candidate: str | None = None
             original = precheck(query, "original")
             text = precheck(candidate, "candidate")
             address, timeout_ms, caller = settings(plpy)
-            verdict = client.verify(address, original, text, caller, timeout_ms)
+            verdict = client.verify(address, original, text, caller, timeout_ms, interrupts=interrupts(plpy))
             return json.dumps({"ok": True, "result": json.loads(verdict.outcome.evidence_json), "notice": None})
         if method == "model_info":
             address, timeout_ms, _ = settings(plpy)
@@ -89,10 +108,12 @@ def call(plpy: Any, method: str, query: str | None, candidate: str | None = None
             result = {"backend": info.backend, "model": info.model, "version": info.version, "device": info.device,
                       "rules_alongside": info.rules_alongside, "repair_rounds": info.repair_rounds,
                       "demonstrations": info.demonstrations, "details": json.loads(info.details_json or "{}"),
-                      "sidecar_address": address}
+                      "sidecar_address": address.address}
             return json.dumps({"ok": True, "result": result, "notice": None})
         return _failure(f"laser: unknown method {method!r}", "22023")
     except client.SidecarError as exc:
         return _failure(exc.message, exc.sqlstate, exc.hint)
-    except (InputError, SettingError) as exc:
+    except (InputError, SettingError, CredentialsError) as exc:
         return _failure(f"laser: {exc}", "22023")
+    except plpy.SPIError as exc:  # the calling statement was cancelled while the sidecar worked
+        return _failure(f"laser: {exc}", getattr(exc, "sqlstate", None) or "57014")

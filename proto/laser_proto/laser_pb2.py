@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17laser_proto/laser.proto\x12\x08laser.v1\"\x94\x01\n\x07Options\x12\x16\n\x0emax_candidates\x18\x01 \x01(\r\x12\x1c\n\x14statement_timeout_ms\x18\x02 \x01(\r\x12\x12\n\ntimed_runs\x18\x03 \x01(\r\x12\x11\n\tdead_zone\x18\x04 \x01(\x01\x12\x10\n\x08no_cache\x18\x05 \x01(\x08\x12\x1a\n\x12min_parameter_sets\x18\x06 \x01(\r\";\n\tParameter\x12\x0e\n\x06number\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0f\n\x07is_null\x18\x03 \x01(\x08\"G\n\x0cParameterSet\x12\'\n\nparameters\x18\x01 \x03(\x0b\x32\x13.laser.v1.Parameter\x12\x0e\n\x06source\x18\x02 \x01(\t\"<\n\x06Target\x12\x10\n\x08\x64\x61tabase\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x12\n\nlogin_role\x18\x03 \x01(\t\"\x90\x01\n\x07Outcome\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12\x0f\n\x07speedup\x18\x03 \x01(\x01\x12\x13\n\x0boriginal_ms\x18\x04 \x01(\x01\x12\x14\n\x0c\x63\x61ndidate_ms\x18\x05 \x01(\x01\x12\x12\n\nequivalent\x18\x06 \x01(\x08\x12\x15\n\revidence_json\x18\x07 \x01(\t\"L\n\tCandidate\x12\x0b\n\x03sql\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\"\n\x07outcome\x18\x03 \x01(\x0b\x32\x11.laser.v1.Outcome\"\x95\x01\n\x0eRewriteRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12 \n\x06target\x18\x02 \x01(\x0b\x32\x10.laser.v1.Target\x12\"\n\x07options\x18\x03 \x01(\x0b\x32\x11.laser.v1.Options\x12.\n\x0eparameter_sets\x18\x04 \x03(\x0b\x32\x16.laser.v1.ParameterSet\"\xcf\x02\n\x0fRewriteResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x14\n\x0coriginal_sql\x18\x02 \x01(\t\x12\x15\n\rrewritten_sql\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x0f\n\x07speedup\x18\x05 \x01(\x01\x12\x13\n\x0boriginal_ms\x18\x06 \x01(\x01\x12\x12\n\nrewrite_ms\x18\x07 \x01(\x01\x12\x0e\n\x06source\x18\x08 \x01(\t\x12\'\n\ncandidates\x18\t \x03(\x0b\x32\x13.laser.v1.Candidate\x12\x0f\n\x07\x62\x61\x63kend\x18\n \x01(\t\x12\x15\n\rgeneration_ms\x18\x0b \x01(\x01\x12\x17\n\x0fverification_ms\x18\x0c \x01(\x01\x12\x0e\n\x06\x63\x61\x63hed\x18\r \x01(\x08\x12\x13\n\x0bmeasured_at\x18\x0e \x01(\t\x12\x15\n\revidence_json\x18\x0f \x01(\t\"\xaa\x01\n\rVerifyRequest\x12\x10\n\x08original\x18\x01 \x01(\t\x12\x11\n\tcandidate\x18\x02 \x01(\t\x12 \n\x06target\x18\x03 \x01(\x0b\x32\x10.laser.v1.Target\x12\"\n\x07options\x18\x04 \x01(\x0b\x32\x11.laser.v1.Options\x12.\n\x0eparameter_sets\x18\x05 \x03(\x0b\x32\x16.laser.v1.ParameterSet\"4\n\x0eVerifyResponse\x12\"\n\x07outcome\x18\x01 \x01(\x0b\x32\x11.laser.v1.Outcome\"\x12\n\x10ModelInfoRequest\"\xf3\x01\n\x11ModelInfoResponse\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x04 \x01(\t\x12\x17\n\x0frules_alongside\x18\x05 \x01(\x08\x12\x15\n\rrepair_rounds\x18\x06 \x01(\r\x12\x16\n\x0e\x64\x65monstrations\x18\x07 \x01(\r\x12\x14\n\x0c\x64\x65tails_json\x18\x08 \x01(\t\x12\x19\n\x11\x65xtension_version\x18\t \x01(\t\x12\x0e\n\x06\x61\x63t_as\x18\n \x01(\t\x12\x14\n\x0csidecar_role\x18\x0b \x01(\t2\xca\x01\n\x05Laser\x12>\n\x07Rewrite\x12\x18.laser.v1.RewriteRequest\x1a\x19.laser.v1.RewriteResponse\x12;\n\x06Verify\x12\x17.laser.v1.VerifyRequest\x1a\x18.laser.v1.VerifyResponse\x12\x44\n\tModelInfo\x12\x1a.laser.v1.ModelInfoRequest\x1a\x1b.laser.v1.ModelInfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17laser_proto/laser.proto\x12\x08laser.v1\"\x94\x01\n\x07Options\x12\x16\n\x0emax_candidates\x18\x01 \x01(\r\x12\x1c\n\x14statement_timeout_ms\x18\x02 \x01(\r\x12\x12\n\ntimed_runs\x18\x03 \x01(\r\x12\x11\n\tdead_zone\x18\x04 \x01(\x01\x12\x10\n\x08no_cache\x18\x05 \x01(\x08\x12\x1a\n\x12min_parameter_sets\x18\x06 \x01(\r\";\n\tParameter\x12\x0e\n\x06number\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0f\n\x07is_null\x18\x03 \x01(\x08\"G\n\x0cParameterSet\x12\'\n\nparameters\x18\x01 \x03(\x0b\x32\x13.laser.v1.Parameter\x12\x0e\n\x06source\x18\x02 \x01(\t\"_\n\x06Target\x12\x10\n\x08\x64\x61tabase\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x12\n\nlogin_role\x18\x03 \x01(\t\x12\x11\n\tserver_id\x18\x04 \x01(\t\x12\x0e\n\x06server\x18\x05 \x01(\t\"\x90\x01\n\x07Outcome\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12\x0f\n\x07speedup\x18\x03 \x01(\x01\x12\x13\n\x0boriginal_ms\x18\x04 \x01(\x01\x12\x14\n\x0c\x63\x61ndidate_ms\x18\x05 \x01(\x01\x12\x12\n\nequivalent\x18\x06 \x01(\x08\x12\x15\n\revidence_json\x18\x07 \x01(\t\"L\n\tCandidate\x12\x0b\n\x03sql\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\"\n\x07outcome\x18\x03 \x01(\x0b\x32\x11.laser.v1.Outcome\"\x95\x01\n\x0eRewriteRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12 \n\x06target\x18\x02 \x01(\x0b\x32\x10.laser.v1.Target\x12\"\n\x07options\x18\x03 \x01(\x0b\x32\x11.laser.v1.Options\x12.\n\x0eparameter_sets\x18\x04 \x03(\x0b\x32\x16.laser.v1.ParameterSet\"\xe6\x02\n\x0fRewriteResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x14\n\x0coriginal_sql\x18\x02 \x01(\t\x12\x15\n\rrewritten_sql\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x0f\n\x07speedup\x18\x05 \x01(\x01\x12\x13\n\x0boriginal_ms\x18\x06 \x01(\x01\x12\x12\n\nrewrite_ms\x18\x07 \x01(\x01\x12\x0e\n\x06source\x18\x08 \x01(\t\x12\'\n\ncandidates\x18\t \x03(\x0b\x32\x13.laser.v1.Candidate\x12\x0f\n\x07\x62\x61\x63kend\x18\n \x01(\t\x12\x15\n\rgeneration_ms\x18\x0b \x01(\x01\x12\x17\n\x0fverification_ms\x18\x0c \x01(\x01\x12\x0e\n\x06\x63\x61\x63hed\x18\r \x01(\x08\x12\x13\n\x0bmeasured_at\x18\x0e \x01(\t\x12\x15\n\revidence_json\x18\x0f \x01(\t\x12\x15\n\rqueue_wait_ms\x18\x10 \x01(\x01\"\xaa\x01\n\rVerifyRequest\x12\x10\n\x08original\x18\x01 \x01(\t\x12\x11\n\tcandidate\x18\x02 \x01(\t\x12 \n\x06target\x18\x03 \x01(\x0b\x32\x10.laser.v1.Target\x12\"\n\x07options\x18\x04 \x01(\x0b\x32\x11.laser.v1.Options\x12.\n\x0eparameter_sets\x18\x05 \x03(\x0b\x32\x16.laser.v1.ParameterSet\"K\n\x0eVerifyResponse\x12\"\n\x07outcome\x18\x01 \x01(\x0b\x32\x11.laser.v1.Outcome\x12\x15\n\rqueue_wait_ms\x18\x02 \x01(\x01\"\x12\n\x10ModelInfoRequest\"\xf3\x01\n\x11ModelInfoResponse\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x04 \x01(\t\x12\x17\n\x0frules_alongside\x18\x05 \x01(\x08\x12\x15\n\rrepair_rounds\x18\x06 \x01(\r\x12\x16\n\x0e\x64\x65monstrations\x18\x07 \x01(\r\x12\x14\n\x0c\x64\x65tails_json\x18\x08 \x01(\t\x12\x19\n\x11\x65xtension_version\x18\t \x01(\t\x12\x0e\n\x06\x61\x63t_as\x18\n \x01(\t\x12\x14\n\x0csidecar_role\x18\x0b \x01(\t2\xca\x01\n\x05Laser\x12>\n\x07Rewrite\x12\x18.laser.v1.RewriteRequest\x1a\x19.laser.v1.RewriteResponse\x12;\n\x06Verify\x12\x17.laser.v1.VerifyRequest\x1a\x18.laser.v1.VerifyResponse\x12\x44\n\tModelInfo\x12\x1a.laser.v1.ModelInfoRequest\x1a\x1b.laser.v1.ModelInfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,23 +38,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PARAMETERSET']._serialized_start=249
   _globals['_PARAMETERSET']._serialized_end=320
   _globals['_TARGET']._serialized_start=322
-  _globals['_TARGET']._serialized_end=382
-  _globals['_OUTCOME']._serialized_start=385
-  _globals['_OUTCOME']._serialized_end=529
-  _globals['_CANDIDATE']._serialized_start=531
-  _globals['_CANDIDATE']._serialized_end=607
-  _globals['_REWRITEREQUEST']._serialized_start=610
-  _globals['_REWRITEREQUEST']._serialized_end=759
-  _globals['_REWRITERESPONSE']._serialized_start=762
-  _globals['_REWRITERESPONSE']._serialized_end=1097
-  _globals['_VERIFYREQUEST']._serialized_start=1100
-  _globals['_VERIFYREQUEST']._serialized_end=1270
-  _globals['_VERIFYRESPONSE']._serialized_start=1272
-  _globals['_VERIFYRESPONSE']._serialized_end=1324
-  _globals['_MODELINFOREQUEST']._serialized_start=1326
-  _globals['_MODELINFOREQUEST']._serialized_end=1344
-  _globals['_MODELINFORESPONSE']._serialized_start=1347
-  _globals['_MODELINFORESPONSE']._serialized_end=1590
-  _globals['_LASER']._serialized_start=1593
-  _globals['_LASER']._serialized_end=1795
+  _globals['_TARGET']._serialized_end=417
+  _globals['_OUTCOME']._serialized_start=420
+  _globals['_OUTCOME']._serialized_end=564
+  _globals['_CANDIDATE']._serialized_start=566
+  _globals['_CANDIDATE']._serialized_end=642
+  _globals['_REWRITEREQUEST']._serialized_start=645
+  _globals['_REWRITEREQUEST']._serialized_end=794
+  _globals['_REWRITERESPONSE']._serialized_start=797
+  _globals['_REWRITERESPONSE']._serialized_end=1155
+  _globals['_VERIFYREQUEST']._serialized_start=1158
+  _globals['_VERIFYREQUEST']._serialized_end=1328
+  _globals['_VERIFYRESPONSE']._serialized_start=1330
+  _globals['_VERIFYRESPONSE']._serialized_end=1405
+  _globals['_MODELINFOREQUEST']._serialized_start=1407
+  _globals['_MODELINFOREQUEST']._serialized_end=1425
+  _globals['_MODELINFORESPONSE']._serialized_start=1428
+  _globals['_MODELINFORESPONSE']._serialized_end=1671
+  _globals['_LASER']._serialized_start=1674
+  _globals['_LASER']._serialized_end=1876
 # @@protoc_insertion_point(module_scope)

@@ -41,14 +41,18 @@ class ParameterSet(_message.Message):
     def __init__(self, parameters: _Optional[_Iterable[_Union[Parameter, _Mapping]]] = ..., source: _Optional[str] = ...) -> None: ...
 
 class Target(_message.Message):
-    __slots__ = ("database", "role", "login_role")
+    __slots__ = ("database", "role", "login_role", "server_id", "server")
     DATABASE_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     LOGIN_ROLE_FIELD_NUMBER: _ClassVar[int]
+    SERVER_ID_FIELD_NUMBER: _ClassVar[int]
+    SERVER_FIELD_NUMBER: _ClassVar[int]
     database: str
     role: str
     login_role: str
-    def __init__(self, database: _Optional[str] = ..., role: _Optional[str] = ..., login_role: _Optional[str] = ...) -> None: ...
+    server_id: str
+    server: str
+    def __init__(self, database: _Optional[str] = ..., role: _Optional[str] = ..., login_role: _Optional[str] = ..., server_id: _Optional[str] = ..., server: _Optional[str] = ...) -> None: ...
 
 class Outcome(_message.Message):
     __slots__ = ("status", "detail", "speedup", "original_ms", "candidate_ms", "equivalent", "evidence_json")
@@ -91,7 +95,7 @@ class RewriteRequest(_message.Message):
     def __init__(self, query: _Optional[str] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., options: _Optional[_Union[Options, _Mapping]] = ..., parameter_sets: _Optional[_Iterable[_Union[ParameterSet, _Mapping]]] = ...) -> None: ...
 
 class RewriteResponse(_message.Message):
-    __slots__ = ("status", "original_sql", "rewritten_sql", "message", "speedup", "original_ms", "rewrite_ms", "source", "candidates", "backend", "generation_ms", "verification_ms", "cached", "measured_at", "evidence_json")
+    __slots__ = ("status", "original_sql", "rewritten_sql", "message", "speedup", "original_ms", "rewrite_ms", "source", "candidates", "backend", "generation_ms", "verification_ms", "cached", "measured_at", "evidence_json", "queue_wait_ms")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     ORIGINAL_SQL_FIELD_NUMBER: _ClassVar[int]
     REWRITTEN_SQL_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +111,7 @@ class RewriteResponse(_message.Message):
     CACHED_FIELD_NUMBER: _ClassVar[int]
     MEASURED_AT_FIELD_NUMBER: _ClassVar[int]
     EVIDENCE_JSON_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_WAIT_MS_FIELD_NUMBER: _ClassVar[int]
     status: str
     original_sql: str
     rewritten_sql: str
@@ -122,7 +127,8 @@ class RewriteResponse(_message.Message):
     cached: bool
     measured_at: str
     evidence_json: str
-    def __init__(self, status: _Optional[str] = ..., original_sql: _Optional[str] = ..., rewritten_sql: _Optional[str] = ..., message: _Optional[str] = ..., speedup: _Optional[float] = ..., original_ms: _Optional[float] = ..., rewrite_ms: _Optional[float] = ..., source: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., backend: _Optional[str] = ..., generation_ms: _Optional[float] = ..., verification_ms: _Optional[float] = ..., cached: _Optional[bool] = ..., measured_at: _Optional[str] = ..., evidence_json: _Optional[str] = ...) -> None: ...
+    queue_wait_ms: float
+    def __init__(self, status: _Optional[str] = ..., original_sql: _Optional[str] = ..., rewritten_sql: _Optional[str] = ..., message: _Optional[str] = ..., speedup: _Optional[float] = ..., original_ms: _Optional[float] = ..., rewrite_ms: _Optional[float] = ..., source: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., backend: _Optional[str] = ..., generation_ms: _Optional[float] = ..., verification_ms: _Optional[float] = ..., cached: _Optional[bool] = ..., measured_at: _Optional[str] = ..., evidence_json: _Optional[str] = ..., queue_wait_ms: _Optional[float] = ...) -> None: ...
 
 class VerifyRequest(_message.Message):
     __slots__ = ("original", "candidate", "target", "options", "parameter_sets")
@@ -139,10 +145,12 @@ class VerifyRequest(_message.Message):
     def __init__(self, original: _Optional[str] = ..., candidate: _Optional[str] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., options: _Optional[_Union[Options, _Mapping]] = ..., parameter_sets: _Optional[_Iterable[_Union[ParameterSet, _Mapping]]] = ...) -> None: ...
 
 class VerifyResponse(_message.Message):
-    __slots__ = ("outcome",)
+    __slots__ = ("outcome", "queue_wait_ms")
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_WAIT_MS_FIELD_NUMBER: _ClassVar[int]
     outcome: Outcome
-    def __init__(self, outcome: _Optional[_Union[Outcome, _Mapping]] = ...) -> None: ...
+    queue_wait_ms: float
+    def __init__(self, outcome: _Optional[_Union[Outcome, _Mapping]] = ..., queue_wait_ms: _Optional[float] = ...) -> None: ...
 
 class ModelInfoRequest(_message.Message):
     __slots__ = ()
