@@ -13,6 +13,8 @@ UNDO: dict[str, str] = {
                             "per key instead of every detail row",
     "correlate_grouped_aggregates": "compute the per-key aggregates once in a grouped derived table and join it, "
                                     "instead of one correlated subquery per outer row",
+    "drop_semijoin_reductions": "restrict the grouped derived table to the keys the outer query keeps "
+                                "(key IN (SELECT ... WHERE <the outer filters>)), so it aggregates only those groups",
     "exists_to_count": "test existence with EXISTS, which stops at the first match and can become a semi-join, "
                        "instead of counting every match in a correlated COUNT(*)",
     "exists_to_distinct_join": "filter with EXISTS (a semi-join) instead of joining and removing the duplicates "
@@ -33,6 +35,8 @@ UNDO: dict[str, str] = {
     "not_exists_to_not_in": "use NOT EXISTS (an anti-join) instead of NOT IN, which PostgreSQL cannot turn into "
                             "an anti-join",
     "pull_predicates_out_of_ctes": "filter inside the CTE, so it produces only the rows its readers keep",
+    "rematerialize_shared_ctes": "mark the CTE read by several references NOT MATERIALIZED, so each reference "
+                                 "gets its own copy with its own filters pushed in",
     "split_merged_aggregates": "compute the filtered aggregates in one pass with FILTER instead of one scan per "
                                "aggregate",
     "union_all_to_or": "split the OR into UNION ALL branches that can each use an index",

@@ -195,18 +195,27 @@ def test_beam_search_keeps_to_its_deadline_and_drops_unplannable(demo_catalog: C
     assert stats.unplannable == stats.planned > 0
 
 
+class ConnectionPlanner:
+    """The planner's cost estimates through a real connection (no row estimates)."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self.cost = _planner_cost(conn)
+
+    @staticmethod
+    def rows(sql: str) -> float | None:
+        return None
+
+
+@pytest.fixture(scope="module")
+def planner(demo_conn: psycopg.Connection) -> ConnectionPlanner:
+    return ConnectionPlanner(demo_conn)
+
+
 def test_rules_backend_searches_when_the_planner_is_at_hand(demo_catalog: Catalog,
-                                                           demo_conn: psycopg.Connection) -> None:
-    class ConnectionPlanner:
-        cost = staticmethod(_planner_cost(demo_conn))
-
-        @staticmethod
-        def rows(sql: str) -> float | None:
-            return None
-
+                                                           planner: ConnectionPlanner) -> None:
     backend = RulesBackend()
     plain = backend.generate([Prompt(SEQUENCE_QUERY, demo_catalog)], n=20)[0]
-    search = backend.search(SEQUENCE_QUERY, demo_catalog, ConnectionPlanner())
+    search = backend.search(SEQUENCE_QUERY, demo_catalog, planner)
     searched = [completion(c) for c in search.candidates[:20]]
     assert {c.text for c in plain} & {c.text for c in searched}
     assert any("+" in c.source for c in searched)
@@ -263,15 +272,8 @@ def test_timestamptz_ranges_keep_the_first_of_two_local_midnights(sql: str, demo
 ])
 def test_a_rule_that_recognises_its_pattern_but_refuses_says_why(sql: str, rule: str, words: str,
                                                                   demo_catalog: Catalog,
-                                                                  demo_conn: psycopg.Connection) -> None:
-    class ConnectionPlanner:
-        cost = staticmethod(_planner_cost(demo_conn))
-
-        @staticmethod
-        def rows(sql: str) -> float | None:
-            return None
-
-    search = RulesBackend().search(sql, demo_catalog, ConnectionPlanner())
+                                                                  planner: ConnectionPlanner) -> None:
+    search = RulesBackend().search(sql, demo_catalog, planner)
     assert all(rule not in c.rules for c in search.candidates)
     declined = search.report.to_json()["declined"]
     assert words in declined[rule], declined

@@ -144,6 +144,12 @@ def and_all(parts: list[exp.Expr]) -> exp.Expr | None:
     return exp.and_(*parts, copy=False) if len(parts) > 1 else parts[0]
 
 
+def deterministic(node: exp.Expr) -> bool:
+    """No random function and no function sqlglot does not know (a user function or
+    ``clock_timestamp()`` may be volatile): the same value however often it is evaluated."""
+    return node.find(exp.Rand, exp.Anonymous) is None
+
+
 def is_plain_select(node: exp.Expr) -> bool:
     return isinstance(node, exp.Select) and not node.args.get("with_")
 

@@ -42,6 +42,7 @@ from collections import Counter
 from sqlglot import exp
 
 from sidecar.catalog import Catalog
+from sidecar.rules._scope import deterministic
 from sidecar.rules.declines import decline
 
 
@@ -57,7 +58,7 @@ def inline_shared_ctes(expression: exp.Expr, catalog: Catalog) -> exp.Expr | Non
             name = cte.alias_or_name.lower()
             if cte.args.get("materialized") is not None or names[name] != 1 or not isinstance(cte.this, exp.Query):
                 continue
-            if not _deterministic(cte.this):
+            if not deterministic(cte.this):
                 continue
             references = [t for t in scope.find_all(exp.Table)
                           if t.name.lower() == name and not t.args.get("db") and not t.args.get("catalog")]
@@ -70,13 +71,6 @@ def inline_shared_ctes(expression: exp.Expr, catalog: Catalog) -> exp.Expr | Non
             cte.set("materialized", False)
             fired = True
     return tree if fired else None
-
-
-def _deterministic(body: exp.Expr) -> bool:
-    if body.find(exp.Rand) is not None:
-        return False
-    # A function sqlglot does not know may be a user function, volatile for all we know.
-    return body.find(exp.Anonymous) is None
 
 
 def _evaluated_once(reference: exp.Table, scope: exp.Query) -> bool:

@@ -58,6 +58,7 @@ from sidecar.rules._scope import (
     catalog_table,
     conjuncts,
     cte_columns,
+    deterministic,
     nullable_sides,
     rewrite_each_select,
 )
@@ -92,7 +93,7 @@ def _reduce(select: exp.Select, catalog: Catalog) -> bool:
     filters: dict[str, list[exp.Expr]] = {}
     for condition in conditions:
         alias = owner.single_table(condition)
-        if alias in tables and alias not in nullable and _deterministic(condition):
+        if alias in tables and alias not in nullable and deterministic(condition):
             filters.setdefault(alias, []).append(condition)
     if not filters:
         return False
@@ -177,13 +178,6 @@ class _Owner:
         if len(owners) != 1 or None in owners:
             return None
         return next(iter(owners))
-
-
-def _deterministic(condition: exp.Expr) -> bool:
-    if condition.find(exp.Rand) is not None:
-        return False
-    # A function sqlglot does not know may be a user function, volatile for all we know.
-    return condition.find(exp.Anonymous) is None
 
 
 def _grouped_select(item: exp.Subquery) -> exp.Select | None:
